@@ -1,0 +1,92 @@
+//! `ggjh-emulator`: the local emulator as a process, for running components and SDK clients
+//! against it by hand or from other languages' tests.
+//!
+//! Serves Greengrass IPC on a Unix socket for the components named on the command line and
+//! runs until SIGINT or SIGTERM.
+
+use clap::Parser;
+use greengrass_jobs_handler::emulator::Emulator;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Local emulator of the Greengrass nucleus IPC (and, later, the cloud side)"
+)]
+struct Args {
+    /// Unix socket to serve IPC on.
+    #[arg(long)]
+    socket: PathBuf,
+    /// A component allowed to connect, as NAME=TOKEN (repeatable).
+    #[arg(long = "component", value_parser = parse_component, required = true)]
+    components: Vec<(String, String)>,
+    /// Initial configuration of a component, as NAME=PATH to a JSON file (repeatable).
+    #[arg(long = "config", value_parser = parse_component)]
+    configs: Vec<(String, String)>,
+}
+
+fn parse_component(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(name, value)| !name.is_empty() && !value.is_empty())
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let emulator = Emulator::new();
+        for (name, token) in &args.components {
+            let config = match args.configs.iter().find(|(n, _)| n == name) {
+                None => serde_json::json!({}),
+                Some((_, path)) => match std::fs::read(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                {
+                    Ok(config) => config,
+                    Err(e) => {
+                        tracing::error!(component = %name, path = %path, error = %e, "cannot read configuration");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            emulator.nucleus().register(name, token, config);
+        }
+        let server = match emulator.serve_ipc(&args.socket) {
+            Ok(server) => server,
+            Err(e) => {
+                tracing::error!(socket = %args.socket.display(), error = %e, "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(socket = %server.path().display(), "emulator IPC server ready");
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                return ExitCode::FAILURE;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("emulator stopping");
+        ExitCode::SUCCESS
+    })
+}

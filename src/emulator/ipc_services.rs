@@ -1,0 +1,311 @@
+//! The IPC operations the emulated nucleus serves.
+//!
+//! Owns: what each operation does to the emulator's state and what it answers: IoT Core
+//! publish/subscribe, local publish/subscribe, UpdateState, GetConfiguration and
+//! SubscribeToConfigurationUpdate, with the nucleus's modeled errors.
+//! Must not know: frames, stream ids or connection rules (that is [`super::ipc_session`]).
+
+use super::bus::{BusSubscription, TopicBus};
+use super::nucleus::{ConfigError, Nucleus};
+use crate::ipc::error::{code, ErrorPayload};
+use crate::ipc::model::*;
+use crate::ipc::rpc::{MessageType, RpcMessage};
+use crate::topic;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Largest MQTT payload AWS IoT Core accepts.
+pub const MAX_IOT_PAYLOAD: usize = 128 * 1024;
+
+/// Who is calling, and where stream events for this call go.
+pub struct CallContext<'a> {
+    pub component: &'a str,
+    pub connection_id: u64,
+    pub stream_id: i32,
+    pub events: &'a mpsc::UnboundedSender<RpcMessage>,
+}
+
+/// Keeps a streaming operation's source alive; dropping it ends the subscription.
+pub type StreamGuard = Box<dyn Send>;
+
+/// What an operation answers.
+pub enum Outcome {
+    /// A response that ends the stream.
+    Response {
+        model_type: &'static str,
+        payload: Vec<u8>,
+    },
+    /// The first response of a stream whose events follow.
+    Stream {
+        model_type: &'static str,
+        payload: Vec<u8>,
+        guard: StreamGuard,
+    },
+    /// A modeled error.
+    Error(ErrorPayload),
+    /// An operation this server does not serve.
+    Unsupported,
+}
+
+/// The state behind the operations.
+pub struct Services {
+    pub nucleus: Arc<Nucleus>,
+    pub local: Arc<TopicBus<PublishMessage>>,
+    pub iot: Arc<TopicBus<MqttMessage>>,
+}
+
+fn response<T: Serialize>(model_type: &'static str, value: &T) -> Outcome {
+    match serde_json::to_vec(value) {
+        Ok(payload) => Outcome::Response {
+            model_type,
+            payload,
+        },
+        Err(e) => Outcome::Error(ErrorPayload::new(code::SERVICE_ERROR, e.to_string())),
+    }
+}
+
+fn parse<T: for<'de> serde::Deserialize<'de>>(payload: &[u8]) -> Result<T, Outcome> {
+    let body: &[u8] = if payload.is_empty() { b"{}" } else { payload };
+    serde_json::from_slice(body).map_err(|e| {
+        Outcome::Error(ErrorPayload::new(
+            code::SERVICE_ERROR,
+            format!("Invalid request: {e}"),
+        ))
+    })
+}
+
+/// Sends each event of a stream as an APPLICATION_MESSAGE on `stream_id`.
+fn event_sender<E: Serialize>(
+    events: &mpsc::UnboundedSender<RpcMessage>,
+    stream_id: i32,
+    model_type: &'static str,
+) -> impl Fn(&E) -> bool + Send + Sync + 'static {
+    let events = events.clone();
+    move |event: &E| match serde_json::to_vec(event) {
+        Ok(payload) => events
+            .send(
+                RpcMessage::new(MessageType::ApplicationMessage, 0, stream_id)
+                    .with_model_type(model_type)
+                    .with_json(payload),
+            )
+            .is_ok(),
+        Err(_) => true,
+    }
+}
+
+impl Services {
+    pub fn handle(&self, ctx: &CallContext<'_>, operation: &str, payload: &[u8]) -> Outcome {
+        let result = match operation {
+            o if o == PublishToIoTCore::NAME => self.publish_to_iot_core(ctx, payload),
+            o if o == SubscribeToIoTCore::NAME => self.subscribe_to_iot_core(ctx, payload),
+            o if o == PublishToTopic::NAME => self.publish_to_topic(ctx, payload),
+            o if o == SubscribeToTopic::NAME => self.subscribe_to_topic(ctx, payload),
+            o if o == UpdateState::NAME => self.update_state(ctx, payload),
+            o if o == GetConfiguration::NAME => self.get_configuration(ctx, payload),
+            o if o == SubscribeToConfigurationUpdate::NAME => {
+                self.subscribe_to_configuration_update(ctx, payload)
+            }
+            _ => Ok(Outcome::Unsupported),
+        };
+        result.unwrap_or_else(|outcome| outcome)
+    }
+
+    fn publish_to_iot_core(
+        &self,
+        ctx: &CallContext<'_>,
+        payload: &[u8],
+    ) -> Result<Outcome, Outcome> {
+        let request: PublishToIoTCoreRequest = parse(payload)?;
+        topic::validate_name(&request.topic_name).map_err(service_error)?;
+        let size = request.payload.as_ref().map_or(0, |p| p.0.len());
+        if size > MAX_IOT_PAYLOAD {
+            return Err(service_error(format!(
+                "payload of {size} bytes exceeds the {MAX_IOT_PAYLOAD}-byte IoT Core limit"
+            )));
+        }
+        let topic = request.topic_name.clone();
+        let message = MqttMessage::from(request);
+        self.iot.publish(&topic, ctx.connection_id, &message);
+        Ok(response(PublishToIoTCore::RESPONSE_TYPE, &Empty {}))
+    }
+
+    fn subscribe_to_iot_core(
+        &self,
+        ctx: &CallContext<'_>,
+        payload: &[u8],
+    ) -> Result<Outcome, Outcome> {
+        let request: SubscribeToIoTCoreRequest = parse(payload)?;
+        topic::validate_filter(&request.topic_name).map_err(service_error)?;
+        let send = event_sender::<IoTCoreMessage>(
+            ctx.events,
+            ctx.stream_id,
+            SubscribeToIoTCore::EVENT_TYPE,
+        );
+        let guard: BusSubscription<MqttMessage> = self.iot.subscribe(
+            &request.topic_name,
+            ctx.connection_id,
+            false,
+            Box::new(move |_, message: &MqttMessage| {
+                send(&IoTCoreMessage::Message(message.clone()))
+            }),
+        );
+        stream(
+            SubscribeToIoTCore::RESPONSE_TYPE,
+            &Empty {},
+            Box::new(guard),
+        )
+    }
+
+    fn publish_to_topic(&self, ctx: &CallContext<'_>, payload: &[u8]) -> Result<Outcome, Outcome> {
+        let request: PublishToTopicRequest = parse(payload)?;
+        topic::validate_name(&request.topic).map_err(service_error)?;
+        self.local
+            .publish(&request.topic, ctx.connection_id, &request.publish_message);
+        Ok(response(PublishToTopic::RESPONSE_TYPE, &Empty {}))
+    }
+
+    fn subscribe_to_topic(
+        &self,
+        ctx: &CallContext<'_>,
+        payload: &[u8],
+    ) -> Result<Outcome, Outcome> {
+        let request: SubscribeToTopicRequest = parse(payload)?;
+        topic::validate_filter(&request.topic).map_err(|e| {
+            Outcome::Error(ErrorPayload::new(
+                code::INVALID_ARGUMENTS_ERROR,
+                e.to_string(),
+            ))
+        })?;
+        let skip_own = request.receive_mode == Some(ReceiveMode::ReceiveMessagesFromOthers);
+        let send = event_sender::<SubscriptionResponseMessage>(
+            ctx.events,
+            ctx.stream_id,
+            SubscribeToTopic::EVENT_TYPE,
+        );
+        let guard = self.local.subscribe(
+            &request.topic,
+            ctx.connection_id,
+            skip_own,
+            Box::new(move |topic, message: &PublishMessage| {
+                send(&message.clone().delivered_on(topic))
+            }),
+        );
+        stream(
+            SubscribeToTopic::RESPONSE_TYPE,
+            &SubscribeToTopicResponse::default(),
+            Box::new(guard),
+        )
+    }
+
+    fn update_state(&self, ctx: &CallContext<'_>, payload: &[u8]) -> Result<Outcome, Outcome> {
+        let request: UpdateStateRequest = parse(payload)?;
+        let state = match request.state {
+            ReportedLifecycleState::Running => "RUNNING",
+            ReportedLifecycleState::Errored => "ERRORED",
+        };
+        tracing::info!(
+            component = ctx.component,
+            state,
+            "component reported its state"
+        );
+        self.nucleus.report_state(ctx.component, state);
+        Ok(response(UpdateState::RESPONSE_TYPE, &Empty {}))
+    }
+
+    fn get_configuration(&self, ctx: &CallContext<'_>, payload: &[u8]) -> Result<Outcome, Outcome> {
+        let request: GetConfigurationRequest = parse(payload)?;
+        let component = request.component_name.as_deref().unwrap_or(ctx.component);
+        let value = self
+            .nucleus
+            .configuration(component, &request.key_path)
+            .map_err(not_found)?;
+        Ok(response(
+            GetConfiguration::RESPONSE_TYPE,
+            &GetConfigurationResponse {
+                component_name: Some(component.to_owned()),
+                value: Some(value),
+            },
+        ))
+    }
+
+    fn subscribe_to_configuration_update(
+        &self,
+        ctx: &CallContext<'_>,
+        payload: &[u8],
+    ) -> Result<Outcome, Outcome> {
+        let request: SubscribeToConfigurationUpdateRequest = parse(payload)?;
+        let component = request.component_name.as_deref().unwrap_or(ctx.component);
+        let send = event_sender::<ConfigurationUpdateEvents>(
+            ctx.events,
+            ctx.stream_id,
+            SubscribeToConfigurationUpdate::EVENT_TYPE,
+        );
+        let id = self.nucleus.watch_configuration(
+            component,
+            &request.key_path,
+            Box::new(move |component, key_path| {
+                send(&ConfigurationUpdateEvents::ConfigurationUpdateEvent(
+                    ConfigurationUpdateEvent {
+                        component_name: component.to_owned(),
+                        key_path: key_path.to_vec(),
+                    },
+                ))
+            }),
+        );
+        let guard = ConfigWatchGuard {
+            nucleus: Arc::clone(&self.nucleus),
+            id,
+        };
+        stream(
+            SubscribeToConfigurationUpdate::RESPONSE_TYPE,
+            &Empty {},
+            Box::new(guard),
+        )
+    }
+}
+
+fn stream<T: Serialize>(
+    model_type: &'static str,
+    value: &T,
+    guard: StreamGuard,
+) -> Result<Outcome, Outcome> {
+    match serde_json::to_vec(value) {
+        Ok(payload) => Ok(Outcome::Stream {
+            model_type,
+            payload,
+            guard,
+        }),
+        Err(e) => Err(service_error(e)),
+    }
+}
+
+fn service_error(e: impl std::fmt::Display) -> Outcome {
+    Outcome::Error(ErrorPayload::new(code::SERVICE_ERROR, e.to_string()))
+}
+
+fn not_found(e: ConfigError) -> Outcome {
+    let (message, resource) = match e {
+        ConfigError::UnknownComponent(c) => (format!("Component {c} not found"), c),
+        ConfigError::NoSuchKey(path) => {
+            let joined = path.join(".");
+            (format!("Key not found: {joined}"), joined)
+        }
+    };
+    Outcome::Error(
+        ErrorPayload::new(code::RESOURCE_NOT_FOUND_ERROR, message)
+            .with_member("resourceName", resource)
+            .with_member("resourceType", "Configuration"),
+    )
+}
+
+struct ConfigWatchGuard {
+    nucleus: Arc<Nucleus>,
+    id: u64,
+}
+
+impl Drop for ConfigWatchGuard {
+    fn drop(&mut self) {
+        self.nucleus.unwatch(self.id);
+    }
+}

@@ -1,0 +1,7 @@
+//! greengrass-jobs-handler: an AWS IoT Greengrass v2 component that runs AWS IoT Jobs, and a
+//! local emulator of the nucleus and the cloud side, so that jobs can be developed and tested
+//! without an AWS account.
+
+pub mod emulator;
+pub mod ipc;
+pub mod topic;
