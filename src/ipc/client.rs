@@ -385,6 +385,15 @@ pub struct Subscription<E> {
     _event: std::marker::PhantomData<fn() -> E>,
 }
 
+impl<E> std::fmt::Debug for Subscription<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("operation", &self.operation)
+            .field("stream_id", &self.stream_id)
+            .finish()
+    }
+}
+
 impl<E: for<'de> serde::Deserialize<'de>> Subscription<E> {
     /// The next event; `None` once the stream or the connection has ended. An event that does
     /// not decode is logged and skipped.
