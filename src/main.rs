@@ -47,7 +47,11 @@ async fn run() -> ExitCode {
         tracing::error!(error = %e, "cannot report RUNNING");
         return ExitCode::FAILURE;
     }
-    tracing::info!("component running");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        target = env!("GGJH_BUILD_TARGET"),
+        "component running"
+    );
     tokio::select! {
         _ = terminate.recv() => {
             tracing::info!("SIGTERM received, stopping");
