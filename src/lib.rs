@@ -4,4 +4,5 @@
 
 pub mod emulator;
 pub mod ipc;
+pub mod jobs;
 pub mod topic;

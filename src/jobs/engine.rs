@@ -1,0 +1,1003 @@
+//! The jobs engine: the device side of the AWS IoT Jobs MQTT API as a state machine.
+//!
+//! Owns: when to query for pending jobs (start, reconnect messages, notify-next, an optional
+//! safety poll), collapsing bursts and spreading a fleet's queries with random jitter, client
+//! tokens and matching responses to requests, retries with exponential back-off, ownership
+//! checks, starting a job with `expectedVersion`, reporting its result, and reconciling every
+//! rejection code. Must not know: tokio, sockets, IPC, clocks or how a job runs.
+//!
+//! Events and the current time go in ([`Engine::handle`]); actions come out. Time is plain
+//! milliseconds from an arbitrary origin, so tests drive it with virtual time. The engine asks
+//! for a wake-up only while it has a deadline ([`Engine::next_deadline`]); when idle it has none.
+//!
+//! Starting a job: StartNextPendingJobExecution starts whatever execution is at the head of the
+//! queue, with no job id and no `expectedVersion`, so it could start a Greengrass deployment or
+//! another agent's job. The engine therefore describes each candidate (`{jobId}/get`), checks
+//! that the document is ours, and starts it with `{jobId}/update` IN_PROGRESS and the version it
+//! read: a conditional start that never touches a job that is not ours.
+
+use super::document::{classify, JobDocument, Ownership};
+use super::messages::*;
+use super::topics::{JobsTopics, ResponseTopic};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+/// Milliseconds on the caller's monotonic clock.
+pub type Millis = u64;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub thing_name: String,
+    /// Topic on which the IoT rule republishes our `subscribed` events.
+    pub reconnect_topic: String,
+    /// Upper bound of the random delay before a reconnect- or start-driven query.
+    pub max_jitter: Duration,
+    /// How long to wait for a response before retrying the request.
+    pub response_timeout: Duration,
+    /// First retry delay; doubles per attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Query this often even without a reconnect message (off when `None`).
+    pub safety_poll: Option<Duration>,
+    /// `stepTimeoutInMinutes` sent when a job is started.
+    pub step_timeout_minutes: Option<i64>,
+}
+
+impl EngineConfig {
+    pub fn new(thing_name: &str) -> Self {
+        Self {
+            thing_name: thing_name.to_owned(),
+            reconnect_topic: format!("reconnect/{thing_name}"),
+            max_jitter: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(10),
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            safety_poll: None,
+            step_timeout_minutes: None,
+        }
+    }
+}
+
+/// What the engine is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input<'a> {
+    /// Subscriptions are in place: query once.
+    Started,
+    /// An MQTT message on one of [`Engine::subscriptions`].
+    Message { topic: &'a str, payload: &'a [u8] },
+    /// A job the engine asked to run has ended.
+    JobFinished {
+        job_id: &'a str,
+        execution_number: i64,
+        outcome: JobOutcome,
+    },
+    /// Time has passed; handle whatever is due.
+    Tick,
+}
+
+/// How a job ended on the device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    pub status: JobStatus,
+    pub status_details: StatusDetails,
+}
+
+/// A job to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRun {
+    pub job_id: String,
+    pub execution_number: i64,
+    pub document: JobDocument,
+}
+
+/// What the engine asks its shell to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    Run(JobRun),
+    /// The cloud ended this job (canceled, timed out, removed, deleted): stop the work.
+    Cancel {
+        job_id: String,
+        execution_number: i64,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Request {
+    GetPending,
+    /// Describe a candidate while looking for a job to run.
+    Describe {
+        job_id: String,
+    },
+    /// Move our job to IN_PROGRESS.
+    Start {
+        job_id: String,
+        execution_number: i64,
+        version: i64,
+        document: JobDocument,
+    },
+    /// Report a terminal status.
+    Finish {
+        job_id: String,
+        execution_number: i64,
+        outcome: JobOutcome,
+        details_rejected: bool,
+    },
+    /// Check whether the running job still exists in the cloud.
+    CheckActive {
+        job_id: String,
+    },
+}
+
+impl Request {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::GetPending => "GetPendingJobExecutions",
+            Self::Describe { .. } | Self::CheckActive { .. } => "DescribeJobExecution",
+            Self::Start { .. } => "UpdateJobExecution(IN_PROGRESS)",
+            Self::Finish { .. } => "UpdateJobExecution(result)",
+        }
+    }
+}
+
+struct InFlight {
+    request: Request,
+    attempt: u32,
+    deadline: Millis,
+}
+
+struct Retry {
+    at: Millis,
+    request: Request,
+    attempt: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryState {
+    Idle,
+    Scheduled(Millis),
+    /// A GetPending or the candidate walk after it is under way.
+    Running,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ActivePhase {
+    Starting,
+    Running,
+    Finishing,
+}
+
+#[derive(Debug, Clone)]
+struct Active {
+    job_id: String,
+    execution_number: i64,
+    version: i64,
+    phase: ActivePhase,
+}
+
+/// The jobs engine of one thing.
+pub struct Engine {
+    config: EngineConfig,
+    topics: JobsTopics,
+    rng: fastrand::Rng,
+    token_prefix: String,
+    next_token: u64,
+    in_flight: HashMap<String, InFlight>,
+    retries: Vec<Retry>,
+    query: QueryState,
+    /// Another query is wanted once the running one ends.
+    requery: bool,
+    candidates: VecDeque<String>,
+    active: Option<Active>,
+    /// Executions known not to be ours: (jobId, executionNumber).
+    foreign: HashSet<(String, i64)>,
+    next_safety_poll: Option<Millis>,
+}
+
+/// Longest `clientToken` the service accepts.
+const MAX_CLIENT_TOKEN: usize = 64;
+
+fn ms(d: Duration) -> Millis {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Engine {
+    /// `seed` drives jitter and the client-token prefix; use a random one in production.
+    pub fn new(config: EngineConfig, seed: u64) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let token_prefix = format!("ggjh-{:08x}", rng.u32(..));
+        Self {
+            topics: JobsTopics::new(&config.thing_name),
+            config,
+            rng,
+            token_prefix,
+            next_token: 0,
+            in_flight: HashMap::new(),
+            retries: Vec::new(),
+            query: QueryState::Idle,
+            requery: false,
+            candidates: VecDeque::new(),
+            active: None,
+            foreign: HashSet::new(),
+            next_safety_poll: None,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Every topic filter the engine needs, the reconnect topic last.
+    pub fn subscriptions(&self) -> Vec<String> {
+        let mut topics = self.topics.subscriptions();
+        topics.push(self.config.reconnect_topic.clone());
+        topics
+    }
+
+    /// The earliest time at which [`Input::Tick`] has work to do; `None` when idle.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let query = match self.query {
+            QueryState::Scheduled(at) => Some(at),
+            _ => None,
+        };
+        [
+            query,
+            self.in_flight.values().map(|f| f.deadline).min(),
+            self.retries.iter().map(|r| r.at).min(),
+            self.next_safety_poll,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Whether a job is being started, run or reported.
+    pub fn busy(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// Feeds one input at time `now`; returns what to do, in order.
+    pub fn handle(&mut self, now: Millis, input: Input<'_>) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Started => {
+                tracing::info!(thing = %self.config.thing_name, "jobs handler started; querying pending jobs");
+                self.schedule_query(now, true);
+                if let Some(every) = self.config.safety_poll {
+                    self.next_safety_poll = Some(now + ms(every));
+                }
+            }
+            Input::Message { topic, payload } => self.on_message(now, topic, payload, &mut out),
+            Input::JobFinished {
+                job_id,
+                execution_number,
+                outcome,
+            } => self.on_job_finished(now, job_id, execution_number, outcome, &mut out),
+            Input::Tick => {}
+        }
+        self.run_due(now, &mut out);
+        out
+    }
+
+    // ---- scheduling -------------------------------------------------------------------
+
+    fn jitter(&mut self) -> Millis {
+        let max = ms(self.config.max_jitter);
+        if max == 0 {
+            0
+        } else {
+            self.rng.u64(0..=max)
+        }
+    }
+
+    /// Asks for a query; bursts collapse into one.
+    fn schedule_query(&mut self, now: Millis, with_jitter: bool) {
+        match self.query {
+            QueryState::Idle => {
+                let at = now + if with_jitter { self.jitter() } else { 0 };
+                if at > now {
+                    tracing::info!(delay_ms = at - now, "pending-jobs query scheduled");
+                }
+                self.query = QueryState::Scheduled(at);
+            }
+            QueryState::Scheduled(at) if !with_jitter && at > now => {
+                self.query = QueryState::Scheduled(now);
+            }
+            QueryState::Scheduled(_) => {
+                tracing::debug!("query already scheduled; request collapsed");
+            }
+            QueryState::Running => self.requery = true,
+        }
+    }
+
+    fn run_due(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if let QueryState::Scheduled(at) = self.query {
+            if at <= now {
+                self.query = QueryState::Running;
+                self.requery = false;
+                tracing::info!("querying pending jobs");
+                self.send(now, Request::GetPending, 0, out);
+            }
+        }
+        if let Some(at) = self.next_safety_poll {
+            if at <= now {
+                if let Some(every) = self.config.safety_poll {
+                    self.next_safety_poll = Some(now + ms(every));
+                }
+                tracing::info!("safety poll");
+                self.schedule_query(now, false);
+                self.run_due_query_only(now, out);
+            }
+        }
+        // Requests whose response did not come: retry after back-off.
+        let expired: Vec<String> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for token in expired {
+            if let Some(f) = self.in_flight.remove(&token) {
+                tracing::warn!(
+                    request = f.request.label(),
+                    attempt = f.attempt + 1,
+                    "no response in time; will retry"
+                );
+                self.retry_later(now, f.request, f.attempt);
+            }
+        }
+        let (due, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|r| r.at <= now);
+        self.retries = later;
+        for r in due {
+            self.send(now, r.request, r.attempt + 1, out);
+        }
+    }
+
+    fn run_due_query_only(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if let QueryState::Scheduled(at) = self.query {
+            if at <= now {
+                self.query = QueryState::Running;
+                self.requery = false;
+                self.send(now, Request::GetPending, 0, out);
+            }
+        }
+    }
+
+    fn retry_later(&mut self, now: Millis, request: Request, attempt: u32) {
+        let base = ms(self.config.base_backoff).max(1);
+        let cap = ms(self.config.max_backoff).max(base);
+        let delay = base.saturating_mul(1u64 << attempt.min(20)).min(cap);
+        let spread = self.rng.u64(0..=delay / 2);
+        self.retries.push(Retry {
+            at: now + delay + spread,
+            request,
+            attempt,
+        });
+    }
+
+    fn token(&mut self) -> String {
+        self.next_token += 1;
+        let token = format!("{}-{}", self.token_prefix, self.next_token);
+        debug_assert!(token.len() <= MAX_CLIENT_TOKEN);
+        token
+    }
+
+    fn owns_token(&self, token: Option<&str>) -> bool {
+        token.is_some_and(|t| t.starts_with(&self.token_prefix))
+    }
+
+    fn send(&mut self, now: Millis, request: Request, attempt: u32, out: &mut Vec<Action>) {
+        let token = self.token();
+        let (topic, payload) = match &request {
+            Request::GetPending => (
+                self.topics.get(),
+                to_json(&GetPendingRequest {
+                    client_token: Some(token.clone()),
+                }),
+            ),
+            Request::Describe { job_id } | Request::CheckActive { job_id } => (
+                self.topics.describe(job_id),
+                to_json(&DescribeRequest {
+                    execution_number: None,
+                    include_job_document: Some(true),
+                    client_token: Some(token.clone()),
+                }),
+            ),
+            Request::Start {
+                job_id, version, ..
+            } => (
+                self.topics.update(job_id),
+                to_json(&UpdateRequest {
+                    status: JobStatus::InProgress,
+                    status_details: None,
+                    expected_version: Some(*version),
+                    execution_number: None,
+                    include_job_execution_state: Some(true),
+                    include_job_document: None,
+                    step_timeout_in_minutes: self.config.step_timeout_minutes,
+                    client_token: Some(token.clone()),
+                }),
+            ),
+            Request::Finish {
+                job_id,
+                outcome,
+                details_rejected,
+                ..
+            } => {
+                let version = self.active.as_ref().map(|a| a.version);
+                let details = if *details_rejected {
+                    let mut d = StatusDetails::new();
+                    d.insert(
+                        "reason".into(),
+                        "the service rejected this job's result details".into(),
+                    );
+                    d
+                } else {
+                    outcome.status_details.clone()
+                };
+                (
+                    self.topics.update(job_id),
+                    to_json(&UpdateRequest {
+                        status: outcome.status,
+                        status_details: (!details.is_empty()).then_some(details),
+                        expected_version: version,
+                        execution_number: None,
+                        include_job_execution_state: Some(true),
+                        include_job_document: None,
+                        step_timeout_in_minutes: None,
+                        client_token: Some(token.clone()),
+                    }),
+                )
+            }
+        };
+        tracing::debug!(request = request.label(), %topic, client_token = %token, "publishing request");
+        out.push(Action::Publish { topic, payload });
+        self.in_flight.insert(
+            token,
+            InFlight {
+                request,
+                attempt,
+                deadline: now + ms(self.config.response_timeout),
+            },
+        );
+    }
+
+    // ---- messages -----------------------------------------------------------------------
+
+    fn on_message(&mut self, now: Millis, topic: &str, payload: &[u8], out: &mut Vec<Action>) {
+        if topic == self.config.reconnect_topic {
+            tracing::info!(%topic, "reconnect message: the connection came back, re-querying jobs");
+            self.schedule_query(now, true);
+            return;
+        }
+        let Some(kind) = self.topics.parse(topic) else {
+            tracing::debug!(%topic, "message on an unexpected topic ignored");
+            return;
+        };
+        if kind == ResponseTopic::NotifyNext {
+            return self.on_notify_next(now, payload, out);
+        }
+        if kind == ResponseTopic::Notify {
+            return;
+        }
+        let token = client_token_of(payload);
+        if !self.owns_token(token.as_deref()) {
+            // Responses to the nucleus (deployments) or other clients of this thing.
+            tracing::debug!(%topic, "response to another client's request ignored");
+            return;
+        }
+        let Some(token) = token else { return };
+        let Some(flight) = self.in_flight.remove(&token) else {
+            tracing::debug!(%topic, client_token = %token, "duplicate or late response ignored");
+            return;
+        };
+        let accepted = matches!(
+            kind,
+            ResponseTopic::GetAccepted
+                | ResponseTopic::StartNextAccepted
+                | ResponseTopic::DescribeAccepted(_)
+                | ResponseTopic::UpdateAccepted(_)
+        );
+        if accepted {
+            self.on_accepted(now, flight, payload, out);
+        } else {
+            match serde_json::from_slice::<Rejected>(payload) {
+                Ok(rejected) => self.on_rejected(now, flight, rejected, out),
+                Err(e) => {
+                    tracing::error!(%topic, error = %e, "undecodable rejection; retrying the request");
+                    self.retry_later(now, flight.request, flight.attempt);
+                }
+            }
+        }
+    }
+
+    fn on_accepted(
+        &mut self,
+        now: Millis,
+        flight: InFlight,
+        payload: &[u8],
+        out: &mut Vec<Action>,
+    ) {
+        match flight.request {
+            Request::GetPending => match serde_json::from_slice::<GetPendingAccepted>(payload) {
+                Ok(list) => self.on_pending_list(now, list, out),
+                Err(e) => {
+                    tracing::error!(error = %e, "undecodable get/accepted; retrying");
+                    self.retry_later(now, Request::GetPending, flight.attempt);
+                }
+            },
+            Request::Describe { job_id } => {
+                match serde_json::from_slice::<ExecutionResponse>(payload) {
+                    Ok(r) => self.on_candidate(now, &job_id, r.execution, out),
+                    Err(e) => {
+                        tracing::error!(job_id = %job_id, error = %e, "undecodable describe response; skipping candidate");
+                        self.next_candidate(now, out);
+                    }
+                }
+            }
+            Request::CheckActive { job_id } => {
+                let execution = serde_json::from_slice::<ExecutionResponse>(payload)
+                    .ok()
+                    .and_then(|r| r.execution);
+                match execution {
+                    Some(e) if e.status.is_terminal() => self.cloud_ended_active(
+                        now,
+                        &job_id,
+                        &format!("the job is {} in the cloud", e.status),
+                        out,
+                    ),
+                    Some(e) => {
+                        if let Some(a) = self.active.as_mut().filter(|a| a.job_id == job_id) {
+                            a.version = a.version.max(e.version_number);
+                        }
+                    }
+                    None => self.cloud_ended_active(
+                        now,
+                        &job_id,
+                        "the job no longer exists in the cloud",
+                        out,
+                    ),
+                }
+            }
+            Request::Start {
+                job_id,
+                execution_number,
+                version,
+                document,
+            } => {
+                let state = serde_json::from_slice::<UpdateAccepted>(payload)
+                    .ok()
+                    .and_then(|u| u.execution_state);
+                let Some(active) = self.active.as_mut().filter(|a| a.job_id == job_id) else {
+                    return;
+                };
+                active.version = state.map_or(version + 1, |s| s.version_number);
+                active.phase = ActivePhase::Running;
+                tracing::info!(job_id = %job_id, execution_number, operation = %document.operation, "job started");
+                out.push(Action::Run(JobRun {
+                    job_id,
+                    execution_number,
+                    document,
+                }));
+            }
+            Request::Finish {
+                job_id, outcome, ..
+            } => {
+                tracing::info!(job_id = %job_id, status = %outcome.status, "job result reported");
+                self.active = None;
+                self.schedule_query(now, false);
+            }
+        }
+    }
+
+    fn on_rejected(
+        &mut self,
+        now: Millis,
+        flight: InFlight,
+        rejected: Rejected,
+        out: &mut Vec<Action>,
+    ) {
+        let code = rejected.code.clone();
+        let message = rejected.message.clone().unwrap_or_default();
+        let retryable = matches!(code, ErrorCode::RequestThrottled | ErrorCode::InternalError);
+        if retryable {
+            tracing::warn!(request = flight.request.label(), ?code, %message, "request refused for now; backing off");
+            self.retry_later(now, flight.request, flight.attempt);
+            return;
+        }
+        match flight.request {
+            Request::GetPending => {
+                tracing::error!(?code, %message, "GetPendingJobExecutions rejected; retrying later");
+                self.retry_later(now, Request::GetPending, flight.attempt);
+            }
+            Request::Describe { job_id } => {
+                tracing::info!(job_id = %job_id, ?code, "candidate cannot be described; skipping it");
+                self.next_candidate(now, out);
+            }
+            Request::CheckActive { job_id } => match code {
+                ErrorCode::ResourceNotFound => {
+                    self.cloud_ended_active(now, &job_id, "the job was deleted in the cloud", out)
+                }
+                ErrorCode::TerminalStateReached => self.cloud_ended_active(
+                    now,
+                    &job_id,
+                    "the job reached a terminal state in the cloud",
+                    out,
+                ),
+                _ => {
+                    tracing::warn!(job_id = %job_id, ?code, %message, "could not check the running job")
+                }
+            },
+            Request::Start {
+                job_id,
+                execution_number,
+                ..
+            } => match code {
+                ErrorCode::VersionMismatch => {
+                    // Someone changed the execution since we read it: read it again.
+                    tracing::info!(job_id = %job_id, "version changed before start; re-reading the execution");
+                    self.active = None;
+                    self.candidates.push_front(job_id);
+                    self.query = QueryState::Running;
+                    self.next_candidate(now, out);
+                }
+                _ => {
+                    tracing::warn!(job_id = %job_id, execution_number, ?code, %message, "job could not be started; looking for others");
+                    self.active = None;
+                    self.query = QueryState::Running;
+                    self.next_candidate(now, out);
+                }
+            },
+            Request::Finish {
+                job_id,
+                execution_number,
+                outcome,
+                details_rejected,
+            } => {
+                let state = rejected.execution_state.clone();
+                match (&code, state) {
+                    (ErrorCode::VersionMismatch, Some(s)) if s.status == outcome.status => {
+                        self.finish_done(now, &job_id, "result already recorded")
+                    }
+                    (ErrorCode::VersionMismatch, Some(s)) if s.status.is_terminal() => self
+                        .finish_done(
+                            now,
+                            &job_id,
+                            &format!(
+                                "the cloud already ended the job as {}; result discarded",
+                                s.status
+                            ),
+                        ),
+                    (ErrorCode::VersionMismatch, Some(s)) => {
+                        tracing::info!(job_id = %job_id, version = s.version_number, "version moved on; reporting the result again");
+                        if let Some(a) = self.active.as_mut() {
+                            a.version = s.version_number;
+                        }
+                        let request = Request::Finish {
+                            job_id,
+                            execution_number,
+                            outcome,
+                            details_rejected,
+                        };
+                        self.send(now, request, flight.attempt + 1, out);
+                    }
+                    (
+                        ErrorCode::InvalidStateTransition | ErrorCode::TerminalStateReached,
+                        Some(s),
+                    ) if s.status == outcome.status => {
+                        // The first report went through; its acceptance was lost.
+                        self.finish_done(now, &job_id, "result already recorded")
+                    }
+                    (ErrorCode::InvalidStateTransition | ErrorCode::TerminalStateReached, s) => {
+                        let was = s.map_or("terminal".to_owned(), |s| s.status.to_string());
+                        self.finish_done(
+                            now,
+                            &job_id,
+                            &format!("the cloud already ended the job as {was}; result discarded"),
+                        )
+                    }
+                    (ErrorCode::ResourceNotFound, _) => self.finish_done(
+                        now,
+                        &job_id,
+                        "the job was deleted in the cloud; result discarded",
+                    ),
+                    (ErrorCode::InvalidRequest | ErrorCode::InvalidJson, _)
+                        if !details_rejected =>
+                    {
+                        tracing::error!(job_id = %job_id, ?code, %message, "result rejected; reporting the status without its details");
+                        let request = Request::Finish {
+                            job_id,
+                            execution_number,
+                            outcome,
+                            details_rejected: true,
+                        };
+                        self.send(now, request, 0, out);
+                    }
+                    _ => {
+                        tracing::error!(job_id = %job_id, ?code, %message, "result rejected; retrying later");
+                        let request = Request::Finish {
+                            job_id,
+                            execution_number,
+                            outcome,
+                            details_rejected,
+                        };
+                        self.retry_later(now, request, flight.attempt);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish_done(&mut self, now: Millis, job_id: &str, note: &str) {
+        tracing::warn!(job_id = %job_id, "{note}");
+        self.active = None;
+        self.schedule_query(now, false);
+    }
+
+    fn cloud_ended_active(
+        &mut self,
+        now: Millis,
+        job_id: &str,
+        reason: &str,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(active) = self.active.take_if(|a| a.job_id == job_id) else {
+            return;
+        };
+        tracing::warn!(job_id = %job_id, %reason, "stopping the job");
+        if active.phase == ActivePhase::Running {
+            out.push(Action::Cancel {
+                job_id: active.job_id,
+                execution_number: active.execution_number,
+                reason: reason.to_owned(),
+            });
+        }
+        self.in_flight
+            .retain(|_, f| !matches!(&f.request, Request::Finish { job_id: j, .. } if j == job_id));
+        self.schedule_query(now, false);
+    }
+
+    fn on_pending_list(&mut self, now: Millis, list: GetPendingAccepted, out: &mut Vec<Action>) {
+        let active_id = self.active.as_ref().map(|a| a.job_id.clone());
+        let mut candidates = VecDeque::new();
+        for s in list.in_progress_jobs.iter().chain(list.queued_jobs.iter()) {
+            let known_foreign = self
+                .foreign
+                .contains(&(s.job_id.clone(), s.execution_number));
+            if !known_foreign && active_id.as_deref() != Some(s.job_id.as_str()) {
+                candidates.push_back(s.job_id.clone());
+            }
+        }
+        tracing::info!(
+            in_progress = list.in_progress_jobs.len(),
+            queued = list.queued_jobs.len(),
+            to_check = candidates.len(),
+            "pending jobs listed"
+        );
+        self.candidates = candidates;
+        self.next_candidate(now, out);
+    }
+
+    fn next_candidate(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if self.active.is_some() {
+            // Busy: the rest waits for the query after this job.
+            self.candidates.clear();
+        }
+        match self.candidates.pop_front() {
+            Some(job_id) => self.send(now, Request::Describe { job_id }, 0, out),
+            None => {
+                self.query = QueryState::Idle;
+                if std::mem::take(&mut self.requery) {
+                    self.schedule_query(now, false);
+                    self.run_due_query_only(now, out);
+                }
+            }
+        }
+    }
+
+    /// A described candidate: run it if it is ours and queued.
+    fn on_candidate(
+        &mut self,
+        now: Millis,
+        job_id: &str,
+        execution: Option<JobExecution>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(execution) = execution else {
+            return self.next_candidate(now, out);
+        };
+        match self.consider(now, execution, out) {
+            Considered::Started => {
+                // The rest of the queue is looked at again once this job is reported.
+                self.candidates.clear();
+                self.query = QueryState::Idle;
+            }
+            Considered::Skipped => {
+                tracing::debug!(job_id = %job_id, "candidate skipped");
+                self.next_candidate(now, out);
+            }
+        }
+    }
+
+    /// Decides what to do with one execution seen in a describe or notify-next.
+    fn consider(&mut self, now: Millis, e: JobExecution, out: &mut Vec<Action>) -> Considered {
+        if self.active.as_ref().is_some_and(|a| a.job_id == e.job_id) {
+            return Considered::Skipped;
+        }
+        let ownership = classify(e.job_document.as_ref());
+        if ownership == Ownership::Foreign {
+            tracing::info!(job_id = %e.job_id, "job is not ours (unknown document format); leaving it alone");
+            self.foreign.insert((e.job_id, e.execution_number));
+            return Considered::Skipped;
+        }
+        if self.active.is_some() {
+            return Considered::Skipped;
+        }
+        match (e.status, ownership) {
+            (JobStatus::Queued, Ownership::Ours(document)) => {
+                tracing::info!(job_id = %e.job_id, execution_number = e.execution_number, "starting job");
+                self.active = Some(Active {
+                    job_id: e.job_id.clone(),
+                    execution_number: e.execution_number,
+                    version: e.version_number,
+                    phase: ActivePhase::Starting,
+                });
+                let request = Request::Start {
+                    job_id: e.job_id,
+                    execution_number: e.execution_number,
+                    version: e.version_number,
+                    document,
+                };
+                self.send(now, request, 0, out);
+                Considered::Started
+            }
+            (JobStatus::Queued, Ownership::OursMalformed(reason)) => {
+                tracing::error!(job_id = %e.job_id, %reason, "job document is malformed; rejecting the job");
+                self.report_directly(now, e, JobStatus::Rejected, &[("reason", &reason)], out);
+                Considered::Started
+            }
+            (JobStatus::InProgress, _) => {
+                // Ours, in progress, yet not running here: this process did not start it, so
+                // the run that did was interrupted (crash, restart or reboot).
+                tracing::warn!(job_id = %e.job_id, "found our job IN_PROGRESS but not running here; reporting it FAILED");
+                let reason = "interrupted: the handler restarted while the job was running";
+                self.report_directly(now, e, JobStatus::Failed, &[("reason", reason)], out);
+                Considered::Started
+            }
+            _ => Considered::Skipped,
+        }
+    }
+
+    /// Reports a terminal status for a job that never ran here.
+    fn report_directly(
+        &mut self,
+        now: Millis,
+        e: JobExecution,
+        status: JobStatus,
+        details: &[(&str, &str)],
+        out: &mut Vec<Action>,
+    ) {
+        self.active = Some(Active {
+            job_id: e.job_id.clone(),
+            execution_number: e.execution_number,
+            version: e.version_number,
+            phase: ActivePhase::Finishing,
+        });
+        let outcome = JobOutcome {
+            status,
+            status_details: details
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let request = Request::Finish {
+            job_id: e.job_id,
+            execution_number: e.execution_number,
+            outcome,
+            details_rejected: false,
+        };
+        self.send(now, request, 0, out);
+    }
+
+    fn on_notify_next(&mut self, now: Millis, payload: &[u8], out: &mut Vec<Action>) {
+        let notification = match serde_json::from_slice::<ExecutionResponse>(payload) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable notify-next; querying instead");
+                self.schedule_query(now, false);
+                return;
+            }
+        };
+        if let Some(active) = &self.active {
+            let still_head = notification
+                .execution
+                .as_ref()
+                .is_some_and(|e| e.job_id == active.job_id);
+            if active.phase == ActivePhase::Running && !still_head {
+                // The running job may have been canceled: check, without assuming.
+                let job_id = active.job_id.clone();
+                let checking = self.in_flight.values().any(|f| {
+                    f.request
+                        == Request::CheckActive {
+                            job_id: job_id.clone(),
+                        }
+                });
+                if !checking {
+                    self.send(now, Request::CheckActive { job_id }, 0, out);
+                }
+            }
+            return;
+        }
+        match notification.execution {
+            None => tracing::info!("notify-next: no pending jobs"),
+            Some(execution) => {
+                tracing::info!(job_id = %execution.job_id, status = %execution.status, "notify-next: next job announced");
+                let job_id = execution.job_id.clone();
+                if self.query == QueryState::Running {
+                    self.requery = true;
+                    return;
+                }
+                if self.consider(now, execution, out) == Considered::Skipped {
+                    // A foreign job at the head hides ours: look behind it.
+                    tracing::debug!(job_id = %job_id, "head job not runnable here; querying the queue");
+                    self.schedule_query(now, false);
+                }
+            }
+        }
+    }
+
+    fn on_job_finished(
+        &mut self,
+        now: Millis,
+        job_id: &str,
+        execution_number: i64,
+        outcome: JobOutcome,
+        out: &mut Vec<Action>,
+    ) {
+        let matches = self.active.as_ref().is_some_and(|a| {
+            a.job_id == job_id
+                && a.execution_number == execution_number
+                && a.phase == ActivePhase::Running
+        });
+        if !matches {
+            tracing::debug!(
+                job_id,
+                "finished job is no longer tracked (canceled); nothing to report"
+            );
+            return;
+        }
+        if let Some(a) = self.active.as_mut() {
+            a.phase = ActivePhase::Finishing;
+        }
+        tracing::info!(job_id, status = %outcome.status, "job finished; reporting the result");
+        let request = Request::Finish {
+            job_id: job_id.to_owned(),
+            execution_number,
+            outcome,
+            details_rejected: false,
+        };
+        self.send(now, request, 0, out);
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Considered {
+    Started,
+    Skipped,
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Plain structs of strings and numbers always serialise.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,599 @@
+//! Engine tests on plain values and virtual time.
+
+use super::*;
+use serde_json::{json, Value};
+
+const THING: &str = "dev-1";
+const P: &str = "$aws/things/dev-1/jobs/";
+
+fn engine(jitter_ms: u64) -> Engine {
+    let mut config = EngineConfig::new(THING);
+    config.max_jitter = Duration::from_millis(jitter_ms);
+    config.response_timeout = Duration::from_secs(10);
+    config.base_backoff = Duration::from_secs(1);
+    config.max_backoff = Duration::from_secs(60);
+    Engine::new(config, 7)
+}
+
+/// The only publish in `actions`: (topic, payload as JSON).
+fn published(actions: &[Action]) -> (String, Value) {
+    let publishes: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish { topic, payload } => {
+                Some((topic.clone(), serde_json::from_slice(payload).unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(publishes.len(), 1, "expected one publish in {actions:?}");
+    publishes.into_iter().next().unwrap()
+}
+
+fn token(v: &Value) -> String {
+    v["clientToken"].as_str().unwrap().to_owned()
+}
+
+fn msg<'a>(topic: &'a str, payload: &'a [u8]) -> Input<'a> {
+    Input::Message { topic, payload }
+}
+
+fn reply(e: &mut Engine, now: Millis, topic: &str, body: Value) -> Vec<Action> {
+    let bytes = serde_json::to_vec(&body).unwrap();
+    e.handle(now, msg(topic, &bytes))
+}
+
+fn ours(op: &str) -> Value {
+    json!({"operation": op, "a": 2, "b": 3})
+}
+
+fn execution(job: &str, status: &str, version: i64, doc: Value) -> Value {
+    json!({"jobId": job, "status": status, "versionNumber": version, "executionNumber": 1,
+           "queuedAt": 100, "lastUpdatedAt": 100, "jobDocument": doc})
+}
+
+/// Drives start → get → describe → start of one queued job; returns the engine at Run.
+fn run_one(e: &mut Engine, job: &str) -> Vec<Action> {
+    let (topic, get) = published(&e.handle(0, Input::Started));
+    assert_eq!(topic, format!("{P}get"));
+    let acts = reply(
+        e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({
+            "clientToken": token(&get), "inProgressJobs": [],
+            "queuedJobs": [{"jobId": job, "executionNumber": 1, "versionNumber": 1, "queuedAt": 100}]
+        }),
+    );
+    let (topic, describe) = published(&acts);
+    assert_eq!(topic, format!("{P}{job}/get"));
+    assert_eq!(describe["includeJobDocument"], true);
+    let acts = reply(
+        e,
+        2,
+        &format!("{P}{job}/get/accepted"),
+        json!({
+            "clientToken": token(&describe), "execution": execution(job, "QUEUED", 1, ours("add"))
+        }),
+    );
+    let (topic, start) = published(&acts);
+    assert_eq!(topic, format!("{P}{job}/update"));
+    assert_eq!(start["status"], "IN_PROGRESS");
+    assert_eq!(start["expectedVersion"], 1);
+    let acts = reply(
+        e,
+        3,
+        &format!("{P}{job}/update/accepted"),
+        json!({
+            "clientToken": token(&start), "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}
+        }),
+    );
+    assert!(
+        matches!(&acts[..], [Action::Run(run)] if run.job_id == job && run.document.operation == "add")
+    );
+    acts
+}
+
+fn finish(e: &mut Engine, now: Millis, job: &str, status: JobStatus) -> Value {
+    let outcome = JobOutcome {
+        status,
+        status_details: [("result".to_owned(), "5".to_owned())].into(),
+    };
+    let acts = e.handle(
+        now,
+        Input::JobFinished {
+            job_id: job,
+            execution_number: 1,
+            outcome,
+        },
+    );
+    let (topic, update) = published(&acts);
+    assert_eq!(topic, format!("{P}{job}/update"));
+    update
+}
+
+#[test]
+fn idle_engine_has_no_deadline() {
+    let e = engine(0);
+    assert_eq!(e.next_deadline(), None);
+    assert!(e.subscriptions().contains(&"reconnect/dev-1".to_owned()));
+    assert_eq!(
+        e.subscriptions().last().map(String::as_str),
+        Some("reconnect/dev-1")
+    );
+}
+
+#[test]
+fn full_happy_path_then_idle_without_timers() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    let update = finish(&mut e, 10, "job1", JobStatus::Succeeded);
+    assert_eq!(update["status"], "SUCCEEDED");
+    assert_eq!(update["expectedVersion"], 2);
+    assert_eq!(update["statusDetails"], json!({"result": "5"}));
+    let acts = reply(
+        &mut e,
+        11,
+        &format!("{P}job1/update/accepted"),
+        json!({"clientToken": token(&update)}),
+    );
+    // Reported: look for the next job at once.
+    let (topic, get) = published(&acts);
+    assert_eq!(topic, format!("{P}get"));
+    let acts = reply(
+        &mut e,
+        12,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "inProgressJobs": [], "queuedJobs": []}),
+    );
+    assert!(acts.is_empty());
+    assert!(!e.busy());
+    assert_eq!(e.next_deadline(), None, "idle: no timer at all");
+}
+
+#[test]
+fn reconnect_bursts_collapse_into_one_jittered_query() {
+    let mut e = engine(3000);
+    for i in 0..5 {
+        assert!(e
+            .handle(i, msg("reconnect/dev-1", br#"{"clientId":"dev-1"}"#))
+            .is_empty());
+    }
+    let at = e.next_deadline().expect("a query is scheduled");
+    assert!(at <= 3000, "jitter within bound: {at}");
+    let mut publishes = 0;
+    for t in 0..=3000 {
+        publishes += e.handle(t, Input::Tick).len();
+    }
+    assert_eq!(publishes, 1);
+    // A reconnect while the query runs asks for one more afterwards, not a parallel one.
+    assert!(e.handle(3001, msg("reconnect/dev-1", b"{}")).is_empty());
+}
+
+#[test]
+fn jitter_spreads_a_fleet() {
+    let mut times = HashSet::new();
+    for seed in 0..50 {
+        let mut config = EngineConfig::new(THING);
+        config.max_jitter = Duration::from_secs(5);
+        let mut e = Engine::new(config, seed);
+        e.handle(0, msg("reconnect/dev-1", b"{}"));
+        let at = e.next_deadline().unwrap();
+        assert!(at <= 5000);
+        times.insert(at);
+    }
+    assert!(
+        times.len() > 40,
+        "fleet queries spread out: {}",
+        times.len()
+    );
+}
+
+#[test]
+fn responses_to_other_clients_and_duplicates_are_ignored() {
+    let mut e = engine(0);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    // The nucleus's own traffic on the same thing.
+    let foreign = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": "nucleus-1", "queuedJobs": [{"jobId": "x", "executionNumber": 1, "versionNumber": 1}]}),
+    );
+    assert!(foreign.is_empty());
+    let no_token = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"queuedJobs": []}),
+    );
+    assert!(no_token.is_empty());
+    let body = json!({"clientToken": token(&get), "inProgressJobs": [], "queuedJobs": []});
+    assert!(reply(&mut e, 2, &format!("{P}get/accepted"), body.clone()).is_empty());
+    // The same response again (QoS 1 duplicate) does nothing.
+    assert!(reply(&mut e, 3, &format!("{P}get/accepted"), body).is_empty());
+    assert_eq!(e.next_deadline(), None);
+}
+
+#[test]
+fn foreign_jobs_are_never_started_or_updated() {
+    let mut e = engine(0);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({
+            "clientToken": token(&get), "inProgressJobs": [],
+            "queuedJobs": [{"jobId": "deploy-1", "executionNumber": 1, "versionNumber": 1}, {"jobId": "mine", "executionNumber": 1, "versionNumber": 1}]
+        }),
+    );
+    let (topic, d1) = published(&acts);
+    assert_eq!(topic, format!("{P}deploy-1/get"));
+    let deployment = json!({"deploymentId": "abc", "components": {"aws.greengrass.Cli": {}}});
+    let acts = reply(
+        &mut e,
+        2,
+        &format!("{P}deploy-1/get/accepted"),
+        json!({"clientToken": token(&d1), "execution": execution("deploy-1", "QUEUED", 1, deployment.clone())}),
+    );
+    // Skipped: the next candidate is described, the deployment is never updated.
+    let (topic, d2) = published(&acts);
+    assert_eq!(topic, format!("{P}mine/get"));
+    let acts = reply(
+        &mut e,
+        3,
+        &format!("{P}mine/get/accepted"),
+        json!({"clientToken": token(&d2), "execution": execution("mine", "QUEUED", 1, ours("echo"))}),
+    );
+    assert_eq!(published(&acts).0, format!("{P}mine/update"));
+    // A notify-next announcing the deployment as head changes nothing for it.
+    let notify =
+        json!({"timestamp": 5, "execution": execution("deploy-1", "QUEUED", 1, deployment)});
+    let acts = reply(&mut e, 4, &format!("{P}notify-next"), notify);
+    assert!(acts
+        .iter()
+        .all(|a| !matches!(a, Action::Publish { topic, .. } if topic.contains("deploy-1/update"))));
+}
+
+#[test]
+fn missing_response_is_retried_with_back_off_and_a_fresh_token() {
+    let mut e = engine(0);
+    let (_, first) = published(&e.handle(0, Input::Started));
+    assert_eq!(e.next_deadline(), Some(10_000));
+    assert!(e.handle(9_999, Input::Tick).is_empty());
+    assert!(
+        e.handle(10_000, Input::Tick).is_empty(),
+        "timed out; retry waits for back-off"
+    );
+    let retry_at = e.next_deadline().unwrap();
+    assert!((11_000..=11_500).contains(&retry_at), "{retry_at}");
+    let (topic, second) = published(&e.handle(retry_at, Input::Tick));
+    assert_eq!(topic, format!("{P}get"));
+    assert_ne!(token(&first), token(&second));
+    // A late answer to the first attempt is ignored; the second is used.
+    let late = reply(
+        &mut e,
+        retry_at + 1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&first), "queuedJobs": [{"jobId": "j", "executionNumber": 1, "versionNumber": 1}]}),
+    );
+    assert!(late.is_empty());
+    // Back-off grows: the next timeout waits about twice as long.
+    e.handle(retry_at + 10_000, Input::Tick);
+    let third_at = e.next_deadline().unwrap();
+    assert!(
+        (retry_at + 12_000..=retry_at + 13_000).contains(&third_at),
+        "{third_at}"
+    );
+}
+
+#[test]
+fn throttled_and_internal_errors_back_off() {
+    for code in ["RequestThrottled", "InternalError"] {
+        let mut e = engine(0);
+        let (_, get) = published(&e.handle(0, Input::Started));
+        let acts = reply(
+            &mut e,
+            1,
+            &format!("{P}get/rejected"),
+            json!({"clientToken": token(&get), "code": code, "message": "slow down"}),
+        );
+        assert!(acts.is_empty());
+        let at = e.next_deadline().unwrap();
+        assert!(at >= 1001, "{code}: {at}");
+        assert_eq!(published(&e.handle(at, Input::Tick)).0, format!("{P}get"));
+    }
+}
+
+#[test]
+fn version_mismatch_on_result_reconciles() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    let update = finish(&mut e, 10, "job1", JobStatus::Succeeded);
+    let acts = reply(
+        &mut e,
+        11,
+        &format!("{P}job1/update/rejected"),
+        json!({
+            "clientToken": token(&update), "code": "VersionMismatch",
+            "executionState": {"status": "IN_PROGRESS", "versionNumber": 5}
+        }),
+    );
+    let (_, again) = published(&acts);
+    assert_eq!(again["expectedVersion"], 5);
+    assert_eq!(again["status"], "SUCCEEDED");
+    // Already recorded (the first acceptance was lost): done, no more updates.
+    let acts = reply(
+        &mut e,
+        12,
+        &format!("{P}job1/update/rejected"),
+        json!({
+            "clientToken": token(&again), "code": "VersionMismatch",
+            "executionState": {"status": "SUCCEEDED", "versionNumber": 6}
+        }),
+    );
+    assert!(!e.busy());
+    assert_eq!(published(&acts).0, format!("{P}get"));
+}
+
+#[test]
+fn terminal_state_codes_end_the_report() {
+    for (code, state, expect_busy) in [
+        (
+            "InvalidStateTransition",
+            json!({"status": "SUCCEEDED", "versionNumber": 3}),
+            false,
+        ),
+        (
+            "InvalidStateTransition",
+            json!({"status": "CANCELED", "versionNumber": 3}),
+            false,
+        ),
+        ("TerminalStateReached", Value::Null, false),
+        ("ResourceNotFound", Value::Null, false),
+    ] {
+        let mut e = engine(0);
+        run_one(&mut e, "job1");
+        let update = finish(&mut e, 10, "job1", JobStatus::Succeeded);
+        let mut body = json!({"clientToken": token(&update), "code": code});
+        if !state.is_null() {
+            body["executionState"] = state;
+        }
+        let acts = reply(&mut e, 11, &format!("{P}job1/update/rejected"), body);
+        assert_eq!(e.busy(), expect_busy, "{code}");
+        // No retry of the update: the next thing published is a fresh query.
+        assert_eq!(published(&acts).0, format!("{P}get"), "{code}");
+    }
+}
+
+#[test]
+fn invalid_request_resends_the_status_without_details() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    let update = finish(&mut e, 10, "job1", JobStatus::Failed);
+    let acts = reply(
+        &mut e,
+        11,
+        &format!("{P}job1/update/rejected"),
+        json!({"clientToken": token(&update), "code": "InvalidRequest", "message": "bad statusDetails"}),
+    );
+    let (_, again) = published(&acts);
+    assert_eq!(again["status"], "FAILED");
+    assert_eq!(
+        again["statusDetails"],
+        json!({"reason": "the service rejected this job's result details"})
+    );
+}
+
+#[test]
+fn start_version_mismatch_rereads_the_execution() {
+    let mut e = engine(0);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "queuedJobs": [{"jobId": "j", "executionNumber": 1, "versionNumber": 1}]}),
+    );
+    let (_, d) = published(&acts);
+    let acts = reply(
+        &mut e,
+        2,
+        &format!("{P}j/get/accepted"),
+        json!({"clientToken": token(&d), "execution": execution("j", "QUEUED", 1, ours("echo"))}),
+    );
+    let (_, start) = published(&acts);
+    let acts = reply(
+        &mut e,
+        3,
+        &format!("{P}j/update/rejected"),
+        json!({"clientToken": token(&start), "code": "VersionMismatch", "executionState": {"status": "QUEUED", "versionNumber": 2}}),
+    );
+    let (topic, d2) = published(&acts);
+    assert_eq!(topic, format!("{P}j/get"));
+    let acts = reply(
+        &mut e,
+        4,
+        &format!("{P}j/get/accepted"),
+        json!({"clientToken": token(&d2), "execution": execution("j", "QUEUED", 2, ours("echo"))}),
+    );
+    assert_eq!(published(&acts).1["expectedVersion"], 2);
+}
+
+#[test]
+fn notify_next_starts_a_job_when_idle_and_empty_notify_is_fine() {
+    let mut e = engine(0);
+    let acts = reply(
+        &mut e,
+        0,
+        &format!("{P}notify-next"),
+        json!({"timestamp": 1}),
+    );
+    assert!(acts.is_empty());
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}notify-next"),
+        json!({"timestamp": 2, "execution": execution("n1", "QUEUED", 1, ours("echo"))}),
+    );
+    let (topic, start) = published(&acts);
+    assert_eq!(topic, format!("{P}n1/update"));
+    assert_eq!(start["status"], "IN_PROGRESS");
+    // A duplicate notify-next while starting does not start it twice.
+    let acts = reply(
+        &mut e,
+        2,
+        &format!("{P}notify-next"),
+        json!({"timestamp": 2, "execution": execution("n1", "QUEUED", 1, ours("echo"))}),
+    );
+    assert!(acts
+        .iter()
+        .all(|a| !matches!(a, Action::Publish { topic, .. } if topic.ends_with("n1/update"))));
+}
+
+#[test]
+fn cancellation_in_the_cloud_stops_the_running_job() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    // notify-next no longer names our job: check it.
+    let acts = reply(
+        &mut e,
+        20,
+        &format!("{P}notify-next"),
+        json!({"timestamp": 20}),
+    );
+    let (topic, check) = published(&acts);
+    assert_eq!(topic, format!("{P}job1/get"));
+    let acts = reply(
+        &mut e,
+        21,
+        &format!("{P}job1/get/accepted"),
+        json!({"clientToken": token(&check), "execution": execution("job1", "CANCELED", 3, ours("add"))}),
+    );
+    assert!(matches!(&acts[0], Action::Cancel { job_id, .. } if job_id == "job1"));
+    assert!(!e.busy());
+    // The work's late result is not reported.
+    let outcome = JobOutcome {
+        status: JobStatus::Succeeded,
+        status_details: StatusDetails::new(),
+    };
+    let acts = e.handle(
+        30,
+        Input::JobFinished {
+            job_id: "job1",
+            execution_number: 1,
+            outcome,
+        },
+    );
+    assert!(acts
+        .iter()
+        .all(|a| !matches!(a, Action::Publish { topic, .. } if topic.ends_with("job1/update"))));
+}
+
+#[test]
+fn deleted_job_while_running_is_canceled() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    let acts = reply(
+        &mut e,
+        20,
+        &format!("{P}notify-next"),
+        json!({"timestamp": 20, "execution": execution("other", "QUEUED", 1, ours("echo"))}),
+    );
+    let (_, check) = published(&acts);
+    let acts = reply(
+        &mut e,
+        21,
+        &format!("{P}job1/get/rejected"),
+        json!({"clientToken": token(&check), "code": "ResourceNotFound"}),
+    );
+    assert!(matches!(&acts[0], Action::Cancel { .. }));
+}
+
+#[test]
+fn our_in_progress_job_found_at_start_is_reported_failed() {
+    let mut e = engine(0);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "inProgressJobs": [{"jobId": "old", "executionNumber": 1, "versionNumber": 2}], "queuedJobs": []}),
+    );
+    let (_, d) = published(&acts);
+    let acts = reply(
+        &mut e,
+        2,
+        &format!("{P}old/get/accepted"),
+        json!({"clientToken": token(&d), "execution": execution("old", "IN_PROGRESS", 2, ours("echo"))}),
+    );
+    let (topic, update) = published(&acts);
+    assert_eq!(topic, format!("{P}old/update"));
+    assert_eq!(update["status"], "FAILED");
+    assert_eq!(update["expectedVersion"], 2);
+    assert!(update["statusDetails"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("interrupted"));
+}
+
+#[test]
+fn malformed_document_of_ours_is_rejected_with_a_reason() {
+    let mut e = engine(0);
+    let acts = reply(
+        &mut e,
+        0,
+        &format!("{P}notify-next"),
+        json!({"execution": execution("bad", "QUEUED", 1, json!({"operation": 42}))}),
+    );
+    let (_, update) = published(&acts);
+    assert_eq!(update["status"], "REJECTED");
+    assert!(update["statusDetails"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("operation"));
+}
+
+#[test]
+fn garbage_payloads_never_panic() {
+    let mut e = engine(0);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    for topic in [
+        "notify-next",
+        "get/accepted",
+        "get/rejected",
+        "x/get/accepted",
+        "x/update/rejected",
+        "start-next/accepted",
+    ] {
+        let t = format!("{P}{topic}");
+        e.handle(1, msg(&t, b"\xff\xfe not json"));
+        e.handle(1, msg(&t, b"[]"));
+        e.handle(1, msg(&t, b"{\"clientToken\": 5}"));
+    }
+    // Our token with a body of the wrong shape: retried, not lost.
+    let bad = json!({"clientToken": token(&get), "queuedJobs": "nope"});
+    reply(&mut e, 2, &format!("{P}get/accepted"), bad);
+    assert!(e.next_deadline().is_some());
+}
+
+#[test]
+fn safety_poll_is_off_by_default_and_periodic_when_set() {
+    let mut config = EngineConfig::new(THING);
+    config.max_jitter = Duration::ZERO;
+    config.safety_poll = Some(Duration::from_secs(60));
+    let mut e = Engine::new(config, 1);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get)}),
+    );
+    assert_eq!(e.next_deadline(), Some(60_000));
+    assert_eq!(
+        published(&e.handle(60_000, Input::Tick)).0,
+        format!("{P}get")
+    );
+}

@@ -1,0 +1,300 @@
+//! The JSON payloads of the AWS IoT Jobs device-side MQTT API.
+//!
+//! Owns: requests the device publishes, responses and notifications the service publishes, and
+//! the error codes of `*/rejected`. Shared by the engine (which reads responses) and the
+//! emulator (which writes them). Must not know: topics, connections or time sources.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// `statusDetails`: string keys to string values.
+pub type StatusDetails = BTreeMap<String, String>;
+
+/// A time field. The service documents epoch seconds but examples show milliseconds, so both
+/// integers and floats are accepted and the unit is not assumed.
+pub type Timestamp = f64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Queued,
+    InProgress,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Rejected,
+    Removed,
+    Canceled,
+}
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Queued | Self::InProgress)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::InProgress => "IN_PROGRESS",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Rejected => "REJECTED",
+            Self::Removed => "REMOVED",
+            Self::Canceled => "CANCELED",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `get` request (GetPendingJobExecutions).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetPendingRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+}
+
+/// `start-next` request (StartNextPendingJobExecution).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartNextRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_details: Option<StatusDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_timeout_in_minutes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+}
+
+/// `{jobId}/get` request (DescribeJobExecution).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_number: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_job_document: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+}
+
+/// `{jobId}/update` request (UpdateJobExecution).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRequest {
+    pub status: JobStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_details: Option<StatusDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_number: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_job_execution_state: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_job_document: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_timeout_in_minutes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+}
+
+/// `JobExecutionSummary` (in `get/accepted` and `notify`): no status, no document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobExecutionSummary {
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated_at: Option<Timestamp>,
+    #[serde(default)]
+    pub version_number: i64,
+    #[serde(default)]
+    pub execution_number: i64,
+}
+
+/// `JobExecution` (in `start-next/accepted`, `{jobId}/get/accepted`, `notify-next`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobExecution {
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thing_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_document: Option<Value>,
+    pub status: JobStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_details: Option<StatusDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approximate_seconds_before_timed_out: Option<i64>,
+    #[serde(default)]
+    pub version_number: i64,
+    #[serde(default)]
+    pub execution_number: i64,
+}
+
+/// `JobExecutionState` (in `update/accepted` and some rejections).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobExecutionState {
+    pub status: JobStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_details: Option<StatusDetails>,
+    #[serde(default)]
+    pub version_number: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetPendingAccepted {
+    #[serde(default)]
+    pub in_progress_jobs: Vec<JobExecutionSummary>,
+    #[serde(default)]
+    pub queued_jobs: Vec<JobExecutionSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+}
+
+/// `start-next/accepted`, `{jobId}/get/accepted` and `notify-next`: an optional execution.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<JobExecution>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateAccepted {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_state: Option<JobExecutionState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_document: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+}
+
+/// `notify`: pending executions by status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Notify {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    #[serde(default)]
+    pub jobs: BTreeMap<String, Vec<JobExecutionSummary>>,
+}
+
+/// Error codes of `*/rejected`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    InvalidTopic,
+    InvalidJson,
+    InvalidRequest,
+    InvalidStateTransition,
+    ResourceNotFound,
+    VersionMismatch,
+    InternalError,
+    RequestThrottled,
+    TerminalStateReached,
+    /// A code this version does not know; kept so that it can be logged.
+    #[serde(untagged)]
+    Other(String),
+}
+
+/// `*/rejected` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejected {
+    pub code: ErrorCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_state: Option<JobExecutionState>,
+}
+
+/// Reads the `clientToken` of any payload without parsing the rest.
+pub fn client_token_of(payload: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Token {
+        #[serde(rename = "clientToken")]
+        client_token: Option<String>,
+    }
+    serde_json::from_slice::<Token>(payload)
+        .ok()
+        .and_then(|t| t.client_token)
+}
+
+/// An empty JSON object, for fields that must be present.
+pub fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_service_examples() {
+        let notify_next: ExecutionResponse = serde_json::from_value(json!({
+            "timestamp": 1517016948,
+            "execution": {"jobId": "job1", "status": "QUEUED", "queuedAt": 1517016947,
+                "lastUpdatedAt": 1517016947, "versionNumber": 1, "executionNumber": 1,
+                "jobDocument": {"operation": "echo"}}
+        }))
+        .unwrap();
+        let e = notify_next.execution.unwrap();
+        assert_eq!(
+            (e.job_id.as_str(), e.status, e.version_number),
+            ("job1", JobStatus::Queued, 1)
+        );
+        let bare: ExecutionResponse =
+            serde_json::from_value(json!({"timestamp": 1517189551})).unwrap();
+        assert!(bare.execution.is_none());
+        let rejected: Rejected = serde_json::from_value(json!({
+            "code": "VersionMismatch", "message": "m", "clientToken": "t", "timestamp": 1489096425069u64,
+            "executionState": {"status": "IN_PROGRESS", "versionNumber": 3}
+        }))
+        .unwrap();
+        assert_eq!(rejected.code, ErrorCode::VersionMismatch);
+        let odd: Rejected = serde_json::from_value(json!({"code": "SomethingNew"})).unwrap();
+        assert_eq!(odd.code, ErrorCode::Other("SomethingNew".into()));
+    }
+
+    #[test]
+    fn client_token_is_read_from_any_payload() {
+        assert_eq!(
+            client_token_of(br#"{"clientToken":"abc","x":[1]}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(client_token_of(b"{}"), None);
+        assert_eq!(client_token_of(b"not json"), None);
+    }
+}

@@ -1,0 +1,6 @@
+//! AWS IoT Jobs on the device: the API's messages and topics, job documents, and the engine.
+
+pub mod document;
+pub mod engine;
+pub mod messages;
+pub mod topics;
