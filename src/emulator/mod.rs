@@ -5,10 +5,13 @@
 //! and IoT Core ([`bus`]). IoT Core topics are looped back in-process for now.
 
 pub mod bus;
+pub mod iot_core;
 pub mod ipc_server;
 pub mod ipc_services;
 pub mod ipc_session;
+pub mod jobs_service;
 pub mod nucleus;
+pub mod rules;
 
 use crate::ipc::model::{MqttMessage, PublishMessage};
 use bus::TopicBus;

@@ -1,0 +1,309 @@
+//! The emulated AWS IoT rules engine, for the SQL subset the reconnect rule uses.
+//!
+//! Owns: parsing `SELECT <fields> FROM '<topic filter>' [WHERE startswith(get(<field>, <n>),
+//! '<prefix>')]`, evaluating it against a publication with AWS's semantics (`get` 0-based, an
+//! out-of-range `get` is Undefined and makes the WHERE false), and the republish action's topic
+//! template (`${topic(n)}` 1-based, `${field}`), published at QoS 0 by default.
+//! Must not know: the broker or jobs. Written by hand: no crate implements IoT SQL.
+
+use super::iot_core::Publication;
+use crate::topic;
+use serde_json::{Map, Value};
+
+/// A rule with a republish action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    fields: Vec<String>,
+    from: String,
+    condition: Option<StartsWith>,
+    topic_template: String,
+    qos: u8,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct StartsWith {
+    array_field: String,
+    index: usize,
+    prefix: String,
+}
+
+/// Why a rule's SQL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported rule SQL: {0}")]
+pub struct RuleError(String);
+
+/// The seed's rule: republishes our own `subscribed` events to `reconnect/<clientId>`.
+pub const RECONNECT_RULE_SQL: &str =
+    "SELECT clientId FROM '$aws/events/subscriptions/subscribed/+' WHERE startswith(get(topics, 0), 'reconnect/')";
+pub const RECONNECT_RULE_TOPIC: &str = "reconnect/${topic(5)}";
+
+struct Cursor<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Cursor<'a> {
+    fn skip_ws(&mut self) {
+        self.rest = self.rest.trim_start();
+    }
+
+    fn keyword(&mut self, word: &str) -> bool {
+        self.skip_ws();
+        let n = word.len();
+        let matches = self.rest.len() >= n
+            && self.rest[..n].eq_ignore_ascii_case(word)
+            && !self.rest[n..].starts_with(|c: char| c.is_alphanumeric() || c == '_');
+        if matches {
+            self.rest = &self.rest[n..];
+        }
+        matches
+    }
+
+    fn punct(&mut self, p: char) -> bool {
+        self.skip_ws();
+        if let Some(r) = self.rest.strip_prefix(p) {
+            self.rest = r;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn ident(&mut self) -> Option<&'a str> {
+        self.skip_ws();
+        let end = self
+            .rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(self.rest.len());
+        (end > 0).then(|| {
+            let (id, rest) = self.rest.split_at(end);
+            self.rest = rest;
+            id
+        })
+    }
+
+    fn string(&mut self) -> Option<&'a str> {
+        self.skip_ws();
+        let r = self.rest.strip_prefix('\'')?;
+        let end = r.find('\'')?;
+        self.rest = &r[end + 1..];
+        Some(&r[..end])
+    }
+
+    fn number(&mut self) -> Option<usize> {
+        self.skip_ws();
+        let end = self
+            .rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(self.rest.len());
+        let n = self.rest[..end].parse().ok()?;
+        self.rest = &self.rest[end..];
+        Some(n)
+    }
+}
+
+impl Rule {
+    /// Parses a rule; `topic_template` is the republish action's topic.
+    pub fn parse(name: &str, sql: &str, topic_template: &str, qos: u8) -> Result<Self, RuleError> {
+        let err = |what: &str| RuleError(format!("{what} in {sql:?}"));
+        let mut c = Cursor { rest: sql };
+        if !c.keyword("SELECT") {
+            return Err(err("expected SELECT"));
+        }
+        let mut fields = Vec::new();
+        loop {
+            if c.punct('*') {
+                fields.push("*".to_owned());
+            } else {
+                fields.push(c.ident().ok_or_else(|| err("expected a field"))?.to_owned());
+            }
+            if !c.punct(',') {
+                break;
+            }
+        }
+        if !c.keyword("FROM") {
+            return Err(err("expected FROM"));
+        }
+        let from = c
+            .string()
+            .ok_or_else(|| err("expected a quoted topic filter"))?
+            .to_owned();
+        topic::validate_filter(&from).map_err(|e| err(&e.to_string()))?;
+        let condition = if c.keyword("WHERE") {
+            let ok = c.keyword("startswith") && c.punct('(') && c.keyword("get") && c.punct('(');
+            if !ok {
+                return Err(err(
+                    "only WHERE startswith(get(field, n), 'prefix') is supported",
+                ));
+            }
+            let array_field = c.ident().ok_or_else(|| err("expected a field"))?.to_owned();
+            if !c.punct(',') {
+                return Err(err("expected ,"));
+            }
+            let index = c.number().ok_or_else(|| err("expected an index"))?;
+            if !(c.punct(')') && c.punct(',')) {
+                return Err(err("expected ),"));
+            }
+            let prefix = c
+                .string()
+                .ok_or_else(|| err("expected a quoted prefix"))?
+                .to_owned();
+            if !c.punct(')') {
+                return Err(err("expected )"));
+            }
+            Some(StartsWith {
+                array_field,
+                index,
+                prefix,
+            })
+        } else {
+            None
+        };
+        c.skip_ws();
+        if !c.rest.is_empty() {
+            return Err(err("unexpected trailing text"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            fields,
+            from,
+            condition,
+            topic_template: topic_template.to_owned(),
+            qos,
+        })
+    }
+
+    /// The seed's reconnect rule.
+    pub fn reconnect() -> Self {
+        Self::parse("reconnect", RECONNECT_RULE_SQL, RECONNECT_RULE_TOPIC, 0)
+            .unwrap_or_else(|e| unreachable!("the built-in rule parses: {e}"))
+    }
+
+    /// Runs the rule on one publication; `Some` is the republished message.
+    pub fn evaluate(&self, publication: &Publication) -> Option<Publication> {
+        if !topic::matches(&self.from, &publication.topic) {
+            return None;
+        }
+        let input: Value = serde_json::from_slice(&publication.payload).ok()?;
+        if let Some(cond) = &self.condition {
+            // get() out of range or on a non-array is Undefined; startswith(Undefined) is
+            // Undefined; a WHERE that is not true does nothing.
+            let element = input.get(&cond.array_field)?.as_array()?.get(cond.index)?;
+            if !element.as_str()?.starts_with(&cond.prefix) {
+                return None;
+            }
+        }
+        let mut selected = Map::new();
+        for field in &self.fields {
+            if field == "*" {
+                if let Value::Object(all) = &input {
+                    selected.extend(all.clone());
+                }
+            } else if let Some(v) = input.get(field) {
+                selected.insert(field.clone(), v.clone());
+            }
+        }
+        let topic = self.substitute(&publication.topic, &input)?;
+        Some(Publication {
+            topic,
+            payload: Value::Object(selected).to_string().into_bytes(),
+            qos: self.qos,
+        })
+    }
+
+    fn substitute(&self, topic: &str, input: &Value) -> Option<String> {
+        let levels: Vec<&str> = topic.split('/').collect();
+        let mut out = String::new();
+        let mut rest = self.topic_template.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}')? + start;
+            let expr = rest[start + 2..end].trim();
+            if let Some(n) = expr
+                .strip_prefix("topic(")
+                .and_then(|e| e.strip_suffix(')'))
+            {
+                let n: usize = n.trim().parse().ok()?;
+                out.push_str(levels.get(n.checked_sub(1)?)?);
+            } else {
+                match input.get(expr)? {
+                    Value::String(s) => out.push_str(s),
+                    other => out.push_str(&other.to_string()),
+                }
+            }
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(client: &str, topics: Value) -> Publication {
+        Publication {
+            topic: format!("$aws/events/subscriptions/subscribed/{client}"),
+            payload: json!({"clientId": client, "timestamp": 1, "eventType": "subscribed", "topics": topics})
+                .to_string()
+                .into_bytes(),
+            qos: 0,
+        }
+    }
+
+    #[test]
+    fn reconnect_rule_republishes_client_id_to_its_topic() {
+        let rule = Rule::reconnect();
+        let out = rule
+            .evaluate(&event("dev-1", json!(["reconnect/dev-1"])))
+            .unwrap();
+        assert_eq!(out.topic, "reconnect/dev-1");
+        assert_eq!(out.payload, br#"{"clientId":"dev-1"}"#);
+        assert_eq!(out.qos, 0);
+    }
+
+    #[test]
+    fn where_is_false_for_other_first_topics_and_undefined() {
+        let rule = Rule::reconnect();
+        assert!(rule
+            .evaluate(&event("d", json!(["$aws/things/d/jobs/notify-next"])))
+            .is_none());
+        // Only topics[0] is checked.
+        assert!(rule
+            .evaluate(&event("d", json!(["a", "reconnect/d"])))
+            .is_none());
+        assert!(
+            rule.evaluate(&event("d", json!([]))).is_none(),
+            "get out of range is Undefined"
+        );
+        assert!(rule.evaluate(&event("d", json!("reconnect/d"))).is_none());
+        let other_topic = Publication {
+            topic: "$aws/events/presence/connected/d".into(),
+            payload: b"{}".to_vec(),
+            qos: 0,
+        };
+        assert!(rule.evaluate(&other_topic).is_none());
+    }
+
+    #[test]
+    fn parser_accepts_the_subset_and_refuses_the_rest() {
+        let r = Rule::parse("r", "select * from 'a/+' ", "out/${topic(2)}/${k}", 1).unwrap();
+        let p = Publication {
+            topic: "a/x".into(),
+            payload: br#"{"k":"v","n":1}"#.to_vec(),
+            qos: 1,
+        };
+        let out = r.evaluate(&p).unwrap();
+        assert_eq!(out.topic, "out/x/v");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out.payload).unwrap(),
+            json!({"k": "v", "n": 1})
+        );
+        assert!(Rule::parse("r", "SELECT a FROM 'x' WHERE a = 1", "t", 0).is_err());
+        assert!(Rule::parse("r", "SELECT a FROM x", "t", 0).is_err());
+        assert!(Rule::parse("r", "SELECT a FROM 'a/#/b'", "t", 0).is_err());
+        assert!(Rule::parse("r", "SELECT a FROM 'x' trailing", "t", 0).is_err());
+    }
+}
