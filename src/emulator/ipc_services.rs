@@ -6,6 +6,7 @@
 //! Must not know: frames, stream ids or connection rules (that is [`super::ipc_session`]).
 
 use super::bus::{BusSubscription, TopicBus};
+use super::cloud::Cloud;
 use super::nucleus::{ConfigError, Nucleus};
 use crate::ipc::error::{code, ErrorPayload};
 use crate::ipc::model::*;
@@ -52,7 +53,17 @@ pub enum Outcome {
 pub struct Services {
     pub nucleus: Arc<Nucleus>,
     pub local: Arc<TopicBus<PublishMessage>>,
+    /// What IoT Core delivers to the nucleus, fanned out to subscribed components.
     pub iot: Arc<TopicBus<MqttMessage>>,
+    /// IoT Core and the Jobs service behind the nucleus's MQTT connection.
+    pub cloud: Arc<Cloud>,
+}
+
+fn qos_number(qos: Qos) -> u8 {
+    match qos {
+        Qos::AtMostOnce => 0,
+        Qos::AtLeastOnce => 1,
+    }
 }
 
 fn response<T: Serialize>(model_type: &'static str, value: &T) -> Outcome {
@@ -124,9 +135,10 @@ impl Services {
                 "payload of {size} bytes exceeds the {MAX_IOT_PAYLOAD}-byte IoT Core limit"
             )));
         }
-        let topic = request.topic_name.clone();
+        let qos = qos_number(request.qos);
         let message = MqttMessage::from(request);
-        self.iot.publish(&topic, ctx.connection_id, &message);
+        tracing::debug!(component = ctx.component, topic = %message.topic_name, "PublishToIoTCore");
+        self.cloud.publish_from_nucleus(&message, qos);
         Ok(response(PublishToIoTCore::RESPONSE_TYPE, &Empty {}))
     }
 
@@ -150,6 +162,8 @@ impl Services {
                 send(&IoTCoreMessage::Message(message.clone()))
             }),
         );
+        self.cloud
+            .subscribe_from_nucleus(&request.topic_name, qos_number(request.qos));
         stream(
             SubscribeToIoTCore::RESPONSE_TYPE,
             &Empty {},

@@ -267,10 +267,12 @@ mod tests {
     fn services() -> Services {
         let nucleus = Arc::new(Nucleus::default());
         nucleus.register("Comp", "good", json!({}));
+        let iot = Arc::new(TopicBus::default());
         Services {
             nucleus,
             local: Arc::new(TopicBus::default()),
-            iot: Arc::new(TopicBus::default()),
+            cloud: Arc::new(crate::emulator::cloud::Cloud::new("dev", Arc::clone(&iot), true)),
+            iot,
         }
     }
 

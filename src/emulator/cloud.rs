@@ -1,0 +1,315 @@
+//! The emulated AWS side, as seen from one Greengrass core device.
+//!
+//! Owns: wiring the broker, the Jobs service and the rules together; the nucleus's own MQTT
+//! connection (client id = thing name) with its subscriptions, its resubscribe-per-topic on a
+//! clean reconnect, and its spooler for publishes made while offline; delivering what IoT Core
+//! sends the nucleus to the IPC side; and the timer that fires Jobs deadlines.
+//! Must not know: IPC frames or sessions.
+
+use super::bus::TopicBus;
+use super::iot_core::{Broker, Delivery, Publication};
+use super::jobs_service::{ControlError, JobsService, NewJob, Output};
+use super::rules::Rule;
+use crate::ipc::model::MqttMessage;
+use crate::topic;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+/// Wall-clock epoch milliseconds.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+struct State {
+    broker: Broker,
+    jobs: JobsService,
+    rules: Vec<Rule>,
+    /// Filters the nucleus has subscribed on IoT Core, in order.
+    nucleus_filters: Vec<(String, u8)>,
+    /// Publishes made while the nucleus was offline (its spooler).
+    spool: Vec<Publication>,
+}
+
+/// IoT Core, the Jobs service and the rules, plus the nucleus's connection to them.
+pub struct Cloud {
+    thing_name: String,
+    state: Mutex<State>,
+    /// What IoT Core delivers to the nucleus; the IPC side fans it out to components.
+    nucleus_inbox: Arc<TopicBus<MqttMessage>>,
+    /// Every publication routed by the broker, for observers (tests, the demo, the CLI).
+    tap: Arc<TopicBus<MqttMessage>>,
+    changed: Notify,
+}
+
+/// Client id used for messages the operator publishes from the cloud side.
+pub const OPERATOR_CLIENT: &str = "emulator-operator";
+
+impl Cloud {
+    /// A cloud with `thing_name` registered and the nucleus connected (persistent session).
+    pub fn new(thing_name: &str, nucleus_inbox: Arc<TopicBus<MqttMessage>>, with_reconnect_rule: bool) -> Self {
+        let mut jobs = JobsService::default();
+        if let Err(e) = jobs.create_thing(thing_name) {
+            tracing::error!(error = %e, "invalid thing name for the emulator");
+        }
+        let cloud = Self {
+            thing_name: thing_name.to_owned(),
+            state: Mutex::new(State {
+                broker: Broker::default(),
+                jobs,
+                rules: if with_reconnect_rule { vec![Rule::reconnect()] } else { Vec::new() },
+                nucleus_filters: Vec::new(),
+                spool: Vec::new(),
+            }),
+            nucleus_inbox,
+            tap: Arc::default(),
+            changed: Notify::new(),
+        };
+        {
+            let now = epoch_ms();
+            let mut state = cloud.lock();
+            let connected = state.broker.connect(thing_name, false, now);
+            for event in connected.events {
+                cloud.route(&mut state, event, now, 0);
+            }
+        }
+        cloud
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn thing_name(&self) -> &str {
+        &self.thing_name
+    }
+
+    /// Every publication the broker routes (including lifecycle events and rule output).
+    pub fn tap(&self) -> &Arc<TopicBus<MqttMessage>> {
+        &self.tap
+    }
+
+    /// Reads the Jobs service (for inspection).
+    pub fn with_jobs<T>(&self, f: impl FnOnce(&JobsService) -> T) -> T {
+        f(&self.lock().jobs)
+    }
+
+    pub fn nucleus_connected(&self) -> bool {
+        self.lock().broker.is_connected(&self.thing_name)
+    }
+
+    // ---- what the nucleus does for its components -----------------------------------
+
+    /// PublishToIoTCore: sent on the nucleus's connection, or spooled while it is offline.
+    pub fn publish_from_nucleus(&self, message: &MqttMessage, qos: u8) {
+        let now = epoch_ms();
+        let publication = Publication {
+            topic: message.topic_name.clone(),
+            payload: message.payload().to_vec(),
+            qos,
+        };
+        let mut state = self.lock();
+        if state.broker.is_connected(&self.thing_name) {
+            self.client_publish(&mut state, &self.thing_name, publication, now);
+        } else {
+            tracing::debug!(topic = %publication.topic, "nucleus offline: publish spooled");
+            state.spool.push(publication);
+        }
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    /// SubscribeToIoTCore: the nucleus subscribes on IoT Core unless an existing subscription
+    /// already covers the filter.
+    pub fn subscribe_from_nucleus(&self, filter: &str, qos: u8) {
+        let now = epoch_ms();
+        let mut state = self.lock();
+        let covered = state.nucleus_filters.iter().any(|(f, q)| {
+            *q >= qos && (f == filter || (!filter.contains(['+', '#']) && topic::matches(f, filter)))
+        });
+        if covered {
+            return;
+        }
+        state.nucleus_filters.push((filter.to_owned(), qos));
+        if state.broker.is_connected(&self.thing_name) {
+            let events = state.broker.subscribe(&self.thing_name, &[(filter.to_owned(), qos)], now);
+            for event in events {
+                self.route(&mut state, event, now, 0);
+            }
+        }
+    }
+
+    // ---- connection control ---------------------------------------------------------
+
+    /// The nucleus's connection drops (network loss).
+    pub fn disconnect_nucleus(&self) {
+        let now = epoch_ms();
+        let mut state = self.lock();
+        let events = state.broker.disconnect(&self.thing_name, "CONNECTION_LOST", false, now);
+        for event in events {
+            self.route(&mut state, event, now, 0);
+        }
+        tracing::info!(client_id = %self.thing_name, "nucleus MQTT connection dropped");
+    }
+
+    /// The nucleus reconnects. With `clean`, the session and everything queued in it is gone,
+    /// and the nucleus resubscribes each topic with its own SUBSCRIBE.
+    pub fn reconnect_nucleus(&self, clean: bool) {
+        let now = epoch_ms();
+        let mut state = self.lock();
+        let connected = state.broker.connect(&self.thing_name, clean, now);
+        tracing::info!(
+            client_id = %self.thing_name,
+            clean,
+            session_present = connected.session_present,
+            replayed = connected.replayed.len(),
+            "nucleus MQTT connection back"
+        );
+        for event in connected.events {
+            self.route(&mut state, event, now, 0);
+        }
+        for delivery in connected.replayed {
+            self.deliver(&delivery);
+        }
+        if !connected.session_present {
+            let filters = state.nucleus_filters.clone();
+            for filter in filters {
+                let events = state.broker.subscribe(&self.thing_name, &[filter], now);
+                for event in events {
+                    self.route(&mut state, event, now, 0);
+                }
+            }
+        }
+        let spooled = std::mem::take(&mut state.spool);
+        for publication in spooled {
+            self.client_publish(&mut state, &self.thing_name, publication, now);
+        }
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    /// Publishes from the cloud side (as another MQTT client would).
+    pub fn operator_publish(&self, topic: &str, payload: &[u8], qos: u8) {
+        let now = epoch_ms();
+        let mut state = self.lock();
+        let publication = Publication { topic: topic.to_owned(), payload: payload.to_vec(), qos };
+        self.route(&mut state, publication, now, 0);
+    }
+
+    // ---- jobs control plane ---------------------------------------------------------
+
+    pub fn create_thing(&self, thing_name: &str) -> Result<(), ControlError> {
+        self.lock().jobs.create_thing(thing_name)
+    }
+
+    pub fn create_job(&self, job: NewJob) -> Result<(), ControlError> {
+        self.control(|jobs, now| jobs.create_job(job, now))
+    }
+
+    pub fn cancel_job(&self, job_id: &str, force: bool, reason: Option<&str>) -> Result<(), ControlError> {
+        self.control(|jobs, now| jobs.cancel_job(job_id, force, reason, now))
+    }
+
+    pub fn cancel_job_execution(&self, job_id: &str, thing: &str, force: bool) -> Result<(), ControlError> {
+        self.control(|jobs, now| jobs.cancel_job_execution(job_id, thing, force, now))
+    }
+
+    pub fn delete_job_execution(&self, job_id: &str, thing: &str, execution_number: i64, force: bool) -> Result<(), ControlError> {
+        self.control(|jobs, now| jobs.delete_job_execution(job_id, thing, execution_number, force, now))
+    }
+
+    pub fn throttle(&self, thing: &str, count: u32) {
+        self.lock().jobs.throttle(thing, count);
+    }
+
+    fn control(&self, f: impl FnOnce(&mut JobsService, u64) -> Result<Vec<Output>, ControlError>) -> Result<(), ControlError> {
+        let now = epoch_ms();
+        let mut state = self.lock();
+        let outputs = f(&mut state.jobs, now)?;
+        self.outputs(&mut state, None, outputs, now);
+        drop(state);
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    // ---- timers ---------------------------------------------------------------------
+
+    /// Fires Jobs deadlines (step and in-progress timeouts) until the cloud is dropped.
+    /// Sleeps only while a deadline exists.
+    pub async fn run_timers(self: Arc<Self>) {
+        loop {
+            let deadline = self.lock().jobs.next_deadline();
+            let wait = deadline.map(|d| Duration::from_millis(d.saturating_sub(epoch_ms())));
+            match wait {
+                Some(wait) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {
+                            let now = epoch_ms();
+                            let mut state = self.lock();
+                            let outputs = state.jobs.tick(now);
+                            self.outputs(&mut state, None, outputs, now);
+                        }
+                        _ = self.changed.notified() => {}
+                    }
+                }
+                None => self.changed.notified().await,
+            }
+        }
+    }
+
+    // ---- routing --------------------------------------------------------------------
+
+    fn client_publish(&self, state: &mut State, client_id: &str, publication: Publication, now: u64) {
+        let jobs_prefix = format!("$aws/things/{}/jobs/", self.thing_name);
+        if let Some(rest) = publication.topic.strip_prefix(&jobs_prefix) {
+            let outputs = state.jobs.handle_device_request(&self.thing_name, rest, &publication.payload, now);
+            self.outputs(state, Some(client_id), outputs, now);
+            return;
+        }
+        if publication.topic.starts_with("$aws/things/") && publication.topic.contains("/jobs/") {
+            // Another thing's jobs topics: not this client's to use.
+            tracing::warn!(topic = %publication.topic, "publish to another thing's jobs topic dropped");
+            return;
+        }
+        self.route(state, publication, now, 0);
+    }
+
+    fn outputs(&self, state: &mut State, requester: Option<&str>, outputs: Vec<Output>, now: u64) {
+        for output in outputs {
+            match output {
+                Output::Reply { topic, payload } => {
+                    // Only the requesting connection gets */accepted and */rejected.
+                    if let Some(client) = requester.filter(|c| state.broker.is_connected(c)) {
+                        self.deliver(&Delivery { client_id: client.to_owned(), topic, payload, qos: 1 });
+                    }
+                }
+                Output::Publish(publication) => self.route(state, publication, now, 0),
+            }
+        }
+    }
+
+    fn route(&self, state: &mut State, publication: Publication, now: u64, depth: u32) {
+        self.tap.publish(&publication.topic, 0, &MqttMessage::new(publication.topic.clone(), publication.payload.clone()));
+        for delivery in state.broker.route(&publication, now) {
+            self.deliver(&delivery);
+        }
+        if depth > 4 {
+            tracing::warn!(topic = %publication.topic, "rule loop cut off");
+            return;
+        }
+        let republished: Vec<Publication> = state.rules.iter().filter_map(|r| r.evaluate(&publication)).collect();
+        for out in republished {
+            tracing::debug!(from = %publication.topic, to = %out.topic, "rule republished");
+            self.route(state, out, now, depth + 1);
+        }
+    }
+
+    fn deliver(&self, delivery: &Delivery) {
+        if delivery.client_id == self.thing_name {
+            let message = MqttMessage::new(delivery.topic.clone(), delivery.payload.clone());
+            self.nucleus_inbox.publish(&delivery.topic, 0, &message);
+        }
+    }
+}
