@@ -2,7 +2,10 @@
 //! local emulator of the nucleus and the cloud side, so that jobs can be developed and tested
 //! without an AWS account.
 
+pub mod config;
 pub mod emulator;
+pub mod exec;
+pub mod handler;
 pub mod ipc;
 pub mod jobs;
 pub mod topic;

@@ -1,19 +1,29 @@
 //! The `greengrass-jobs-handler` component process, as the nucleus runs it.
 //!
-//! Connects to the nucleus over IPC with the environment the nucleus gives, reports RUNNING,
-//! and runs until SIGTERM (exit 0) or until the IPC connection is lost (exit 1, so that the
-//! nucleus restarts the component with a fresh SVCUID token).
+//! Connects to the nucleus over IPC with the environment the nucleus gives, reads the component
+//! configuration, subscribes to the Jobs and reconnect topics, reports RUNNING, and runs jobs
+//! until SIGTERM (exit 0) or until the IPC connection is lost (exit 1, so that the nucleus
+//! restarts the component with a fresh SVCUID token).
 
+use greengrass_jobs_handler::config::{self, ENV_THING_NAME};
+use greengrass_jobs_handler::exec::builtin::Builtin;
+use greengrass_jobs_handler::handler;
 use greengrass_jobs_handler::ipc::model::ReportedLifecycleState;
 use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient};
+use greengrass_jobs_handler::jobs::engine::Engine;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
+    let level = std::env::var("GGJH_LOG")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     tracing_subscriber::fmt()
         .with_ansi(false)
         .with_target(false)
-        .with_env_filter_or_level()
+        .with_max_level(level)
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -29,6 +39,11 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        target = env!("GGJH_BUILD_TARGET"),
+        "greengrass-jobs-handler starting"
+    );
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -43,40 +58,40 @@ async fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = client.update_state(ReportedLifecycleState::Running).await {
-        tracing::error!(error = %e, "cannot report RUNNING");
-        return ExitCode::FAILURE;
-    }
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        target = env!("GGJH_BUILD_TARGET"),
-        "component running"
-    );
-    tokio::select! {
-        _ = terminate.recv() => {
-            tracing::info!("SIGTERM received, stopping");
-            ExitCode::SUCCESS
+    let configuration = match client.get_configuration(&[]).await {
+        Ok(response) => response.value.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the component configuration; using defaults");
+            serde_json::Value::Null
         }
-        _ = client.closed() => {
-            tracing::error!("IPC connection to the nucleus lost; exiting so the nucleus restarts the component");
+    };
+    let env_thing = std::env::var(ENV_THING_NAME).ok();
+    let settings = match config::settings(&configuration, env_thing.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let engine = Engine::new(settings.engine, fastrand::u64(..));
+    let lifecycle = client.clone();
+    let on_subscribed = async move {
+        if let Err(e) = lifecycle
+            .update_state(ReportedLifecycleState::Running)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot report RUNNING");
+        }
+    };
+    let shutdown = async move {
+        terminate.recv().await;
+        tracing::info!("SIGTERM received, stopping");
+    };
+    match handler::run(client, engine, Arc::new(Builtin), on_subscribed, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "stopping; the nucleus will restart the component");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Log level from `GGJH_LOG` (`error`, `warn`, `info`, `debug`, `trace`), `info` by default.
-trait LevelFromEnv {
-    fn with_env_filter_or_level(self) -> Self;
-}
-
-impl<N, E, W> LevelFromEnv
-    for tracing_subscriber::fmt::SubscriberBuilder<N, E, tracing_subscriber::filter::LevelFilter, W>
-{
-    fn with_env_filter_or_level(self) -> Self {
-        let level = std::env::var("GGJH_LOG")
-            .ok()
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-        self.with_max_level(level)
     }
 }

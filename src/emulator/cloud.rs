@@ -49,7 +49,11 @@ pub const OPERATOR_CLIENT: &str = "emulator-operator";
 
 impl Cloud {
     /// A cloud with `thing_name` registered and the nucleus connected (persistent session).
-    pub fn new(thing_name: &str, nucleus_inbox: Arc<TopicBus<MqttMessage>>, with_reconnect_rule: bool) -> Self {
+    pub fn new(
+        thing_name: &str,
+        nucleus_inbox: Arc<TopicBus<MqttMessage>>,
+        with_reconnect_rule: bool,
+    ) -> Self {
         let mut jobs = JobsService::default();
         if let Err(e) = jobs.create_thing(thing_name) {
             tracing::error!(error = %e, "invalid thing name for the emulator");
@@ -59,7 +63,11 @@ impl Cloud {
             state: Mutex::new(State {
                 broker: Broker::default(),
                 jobs,
-                rules: if with_reconnect_rule { vec![Rule::reconnect()] } else { Vec::new() },
+                rules: if with_reconnect_rule {
+                    vec![Rule::reconnect()]
+                } else {
+                    Vec::new()
+                },
                 nucleus_filters: Vec::new(),
                 spool: Vec::new(),
             }),
@@ -127,14 +135,17 @@ impl Cloud {
         let now = epoch_ms();
         let mut state = self.lock();
         let covered = state.nucleus_filters.iter().any(|(f, q)| {
-            *q >= qos && (f == filter || (!filter.contains(['+', '#']) && topic::matches(f, filter)))
+            *q >= qos
+                && (f == filter || (!filter.contains(['+', '#']) && topic::matches(f, filter)))
         });
         if covered {
             return;
         }
         state.nucleus_filters.push((filter.to_owned(), qos));
         if state.broker.is_connected(&self.thing_name) {
-            let events = state.broker.subscribe(&self.thing_name, &[(filter.to_owned(), qos)], now);
+            let events = state
+                .broker
+                .subscribe(&self.thing_name, &[(filter.to_owned(), qos)], now);
             for event in events {
                 self.route(&mut state, event, now, 0);
             }
@@ -147,7 +158,9 @@ impl Cloud {
     pub fn disconnect_nucleus(&self) {
         let now = epoch_ms();
         let mut state = self.lock();
-        let events = state.broker.disconnect(&self.thing_name, "CONNECTION_LOST", false, now);
+        let events = state
+            .broker
+            .disconnect(&self.thing_name, "CONNECTION_LOST", false, now);
         for event in events {
             self.route(&mut state, event, now, 0);
         }
@@ -194,7 +207,11 @@ impl Cloud {
     pub fn operator_publish(&self, topic: &str, payload: &[u8], qos: u8) {
         let now = epoch_ms();
         let mut state = self.lock();
-        let publication = Publication { topic: topic.to_owned(), payload: payload.to_vec(), qos };
+        let publication = Publication {
+            topic: topic.to_owned(),
+            payload: payload.to_vec(),
+            qos,
+        };
         self.route(&mut state, publication, now, 0);
     }
 
@@ -208,23 +225,44 @@ impl Cloud {
         self.control(|jobs, now| jobs.create_job(job, now))
     }
 
-    pub fn cancel_job(&self, job_id: &str, force: bool, reason: Option<&str>) -> Result<(), ControlError> {
+    pub fn cancel_job(
+        &self,
+        job_id: &str,
+        force: bool,
+        reason: Option<&str>,
+    ) -> Result<(), ControlError> {
         self.control(|jobs, now| jobs.cancel_job(job_id, force, reason, now))
     }
 
-    pub fn cancel_job_execution(&self, job_id: &str, thing: &str, force: bool) -> Result<(), ControlError> {
+    pub fn cancel_job_execution(
+        &self,
+        job_id: &str,
+        thing: &str,
+        force: bool,
+    ) -> Result<(), ControlError> {
         self.control(|jobs, now| jobs.cancel_job_execution(job_id, thing, force, now))
     }
 
-    pub fn delete_job_execution(&self, job_id: &str, thing: &str, execution_number: i64, force: bool) -> Result<(), ControlError> {
-        self.control(|jobs, now| jobs.delete_job_execution(job_id, thing, execution_number, force, now))
+    pub fn delete_job_execution(
+        &self,
+        job_id: &str,
+        thing: &str,
+        execution_number: i64,
+        force: bool,
+    ) -> Result<(), ControlError> {
+        self.control(|jobs, now| {
+            jobs.delete_job_execution(job_id, thing, execution_number, force, now)
+        })
     }
 
     pub fn throttle(&self, thing: &str, count: u32) {
         self.lock().jobs.throttle(thing, count);
     }
 
-    fn control(&self, f: impl FnOnce(&mut JobsService, u64) -> Result<Vec<Output>, ControlError>) -> Result<(), ControlError> {
+    fn control(
+        &self,
+        f: impl FnOnce(&mut JobsService, u64) -> Result<Vec<Output>, ControlError>,
+    ) -> Result<(), ControlError> {
         let now = epoch_ms();
         let mut state = self.lock();
         let outputs = f(&mut state.jobs, now)?;
@@ -261,10 +299,19 @@ impl Cloud {
 
     // ---- routing --------------------------------------------------------------------
 
-    fn client_publish(&self, state: &mut State, client_id: &str, publication: Publication, now: u64) {
+    fn client_publish(
+        &self,
+        state: &mut State,
+        client_id: &str,
+        publication: Publication,
+        now: u64,
+    ) {
         let jobs_prefix = format!("$aws/things/{}/jobs/", self.thing_name);
         if let Some(rest) = publication.topic.strip_prefix(&jobs_prefix) {
-            let outputs = state.jobs.handle_device_request(&self.thing_name, rest, &publication.payload, now);
+            let outputs =
+                state
+                    .jobs
+                    .handle_device_request(&self.thing_name, rest, &publication.payload, now);
             self.outputs(state, Some(client_id), outputs, now);
             return;
         }
@@ -282,7 +329,12 @@ impl Cloud {
                 Output::Reply { topic, payload } => {
                     // Only the requesting connection gets */accepted and */rejected.
                     if let Some(client) = requester.filter(|c| state.broker.is_connected(c)) {
-                        self.deliver(&Delivery { client_id: client.to_owned(), topic, payload, qos: 1 });
+                        self.deliver(&Delivery {
+                            client_id: client.to_owned(),
+                            topic,
+                            payload,
+                            qos: 1,
+                        });
                     }
                 }
                 Output::Publish(publication) => self.route(state, publication, now, 0),
@@ -291,7 +343,11 @@ impl Cloud {
     }
 
     fn route(&self, state: &mut State, publication: Publication, now: u64, depth: u32) {
-        self.tap.publish(&publication.topic, 0, &MqttMessage::new(publication.topic.clone(), publication.payload.clone()));
+        self.tap.publish(
+            &publication.topic,
+            0,
+            &MqttMessage::new(publication.topic.clone(), publication.payload.clone()),
+        );
         for delivery in state.broker.route(&publication, now) {
             self.deliver(&delivery);
         }
@@ -299,7 +355,11 @@ impl Cloud {
             tracing::warn!(topic = %publication.topic, "rule loop cut off");
             return;
         }
-        let republished: Vec<Publication> = state.rules.iter().filter_map(|r| r.evaluate(&publication)).collect();
+        let republished: Vec<Publication> = state
+            .rules
+            .iter()
+            .filter_map(|r| r.evaluate(&publication))
+            .collect();
         for out in republished {
             tracing::debug!(from = %publication.topic, to = %out.topic, "rule republished");
             self.route(state, out, now, depth + 1);

@@ -310,8 +310,10 @@ mod tests {
 
     #[test]
     fn session_expires() {
-        let mut b = Broker::default();
-        b.session_expiry_ms = 1000;
+        let mut b = Broker {
+            session_expiry_ms: 1000,
+            ..Broker::default()
+        };
         b.connect("dev", false, 0);
         b.subscribe("dev", &subs("a"), 0);
         b.disconnect("dev", "CONNECTION_LOST", false, 0);

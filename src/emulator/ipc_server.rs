@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
@@ -20,6 +20,8 @@ use tokio_util::codec::Framed;
 pub struct IpcServer {
     path: PathBuf,
     accept: JoinHandle<()>,
+    /// Turns true when the server stops: every connection closes, as when the nucleus exits.
+    stop: watch::Sender<bool>,
 }
 
 impl IpcServer {
@@ -29,10 +31,12 @@ impl IpcServer {
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;
-        let accept = tokio::spawn(accept_loop(listener, services));
+        let (stop, stopped) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(listener, services, stopped));
         Ok(Self {
             path: path.to_owned(),
             accept,
+            stop,
         })
     }
 
@@ -44,17 +48,27 @@ impl IpcServer {
 impl Drop for IpcServer {
     fn drop(&mut self) {
         self.accept.abort();
+        let _ = self.stop.send(true);
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-async fn accept_loop(listener: UnixListener, services: Arc<Services>) {
+async fn accept_loop(
+    listener: UnixListener,
+    services: Arc<Services>,
+    stopped: watch::Receiver<bool>,
+) {
     static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
     loop {
         match listener.accept().await {
             Ok((socket, _)) => {
                 let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(serve_connection(id, socket, Arc::clone(&services)));
+                tokio::spawn(serve_connection(
+                    id,
+                    socket,
+                    Arc::clone(&services),
+                    stopped.clone(),
+                ));
             }
             Err(e) => {
                 tracing::error!(error = %e, "IPC accept failed");
@@ -64,13 +78,19 @@ async fn accept_loop(listener: UnixListener, services: Arc<Services>) {
     }
 }
 
-async fn serve_connection(id: u64, socket: UnixStream, services: Arc<Services>) {
+async fn serve_connection(
+    id: u64,
+    socket: UnixStream,
+    services: Arc<Services>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut framed = Framed::new(socket, FrameCodec::default());
     let (events_tx, mut events) = mpsc::unbounded_channel::<RpcMessage>();
     let mut session = Session::new(id, events_tx);
     let mut out = Vec::new();
     let reason = loop {
         tokio::select! {
+            _ = stopped.changed() => break "server stopped".to_owned(),
             frame = framed.next() => {
                 let message = match frame {
                     None => break "client closed the connection".to_owned(),

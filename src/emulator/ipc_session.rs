@@ -271,7 +271,11 @@ mod tests {
         Services {
             nucleus,
             local: Arc::new(TopicBus::default()),
-            cloud: Arc::new(crate::emulator::cloud::Cloud::new("dev", Arc::clone(&iot), true)),
+            cloud: Arc::new(crate::emulator::cloud::Cloud::new(
+                "dev",
+                Arc::clone(&iot),
+                true,
+            )),
             iot,
         }
     }

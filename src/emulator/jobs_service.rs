@@ -136,6 +136,8 @@ enum DeviceRequest<'a> {
 }
 
 type Snapshot = (Option<(String, i64)>, Vec<(String, i64)>);
+/// Builds a `*/rejected` reply: (code, message, executionState to include).
+type Reject<'a> = dyn Fn(&str, &str, Option<&Execution>) -> Vec<Output> + 'a;
 
 impl JobsService {
     // ---- control plane --------------------------------------------------------------
@@ -730,7 +732,7 @@ impl JobsService {
         body: &Value,
         now_ms: u64,
         accept: &dyn Fn(Value) -> Vec<Output>,
-        reject: &dyn Fn(&str, &str, Option<&Execution>) -> Vec<Output>,
+        reject: &Reject<'_>,
     ) -> Vec<Output> {
         let status = match body
             .get("status")

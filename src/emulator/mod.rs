@@ -7,10 +7,10 @@
 
 pub mod bus;
 pub mod cloud;
+pub mod iot_core;
 pub mod ipc_server;
 pub mod ipc_services;
 pub mod ipc_session;
-pub mod iot_core;
 pub mod jobs_service;
 pub mod nucleus;
 pub mod rules;

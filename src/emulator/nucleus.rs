@@ -149,6 +149,13 @@ impl Nucleus {
         });
     }
 
+    /// Forgets the state a component reported (as when it is restarted).
+    pub fn forget_state(&self, component: &str) {
+        self.lifecycle.send_modify(|states| {
+            states.remove(component);
+        });
+    }
+
     pub fn component_state(&self, component: &str) -> Option<String> {
         self.lifecycle.borrow().get(component).cloned()
     }

@@ -486,7 +486,7 @@ impl Engine {
             return self.on_notify_next(now, payload, out);
         }
         if kind == ResponseTopic::Notify {
-            return;
+            return self.on_notify(now, payload);
         }
         let token = client_token_of(payload);
         if !self.owns_token(token.as_deref()) {
@@ -951,6 +951,30 @@ impl Engine {
                     self.schedule_query(now, false);
                 }
             }
+        }
+    }
+
+    /// `notify`: the pending list changed. A job we have not looked at yet may be queued
+    /// behind a foreign head, where notify-next never announces it.
+    fn on_notify(&mut self, now: Millis, payload: &[u8]) {
+        let notify = match serde_json::from_slice::<Notify>(payload) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable notify ignored");
+                return;
+            }
+        };
+        if self.active.is_some() {
+            return;
+        }
+        let unseen = notify.jobs.values().flatten().any(|s| {
+            !self
+                .foreign
+                .contains(&(s.job_id.clone(), s.execution_number))
+        });
+        if unseen {
+            tracing::info!("notify: the pending list changed; querying");
+            self.schedule_query(now, false);
         }
     }
 

@@ -57,11 +57,14 @@ impl JobsTopics {
     }
 
     /// The filters a handler subscribes to (one SubscribeToIoTCore each). Wildcards in the
-    /// jobId level cover `$next/get/...` and every `{jobId}/get|update/...`.
+    /// jobId level cover `$next/get/...` and every `{jobId}/get|update/...`. `notify` is
+    /// needed besides `notify-next`: when a foreign job (a deployment) heads the queue,
+    /// notify-next stays silent about jobs queued behind it.
     pub fn subscriptions(&self) -> Vec<String> {
         let p = &self.prefix;
         vec![
             format!("{p}notify-next"),
+            format!("{p}notify"),
             format!("{p}get/accepted"),
             format!("{p}get/rejected"),
             format!("{p}start-next/accepted"),

@@ -597,3 +597,32 @@ fn safety_poll_is_off_by_default_and_periodic_when_set() {
         format!("{P}get")
     );
 }
+
+#[test]
+fn notify_listing_an_unseen_job_behind_a_foreign_head_triggers_a_query() {
+    let mut e = engine(0);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "queuedJobs": [{"jobId": "deploy", "executionNumber": 1, "versionNumber": 1}]}),
+    );
+    let (_, d) = published(&acts);
+    let acts = reply(
+        &mut e,
+        2,
+        &format!("{P}deploy/get/accepted"),
+        json!({"clientToken": token(&d), "execution": execution("deploy", "QUEUED", 1, json!({"deploymentId": "x"}))}),
+    );
+    assert!(acts.is_empty());
+    // Only the foreign job pending: nothing to do.
+    let only_foreign = json!({"timestamp": 3, "jobs": {"QUEUED": [{"jobId": "deploy", "executionNumber": 1, "versionNumber": 1}]}});
+    assert!(reply(&mut e, 3, &format!("{P}notify"), only_foreign).is_empty());
+    // A new job behind it: query.
+    let with_new = json!({"timestamp": 4, "jobs": {"QUEUED": [{"jobId": "deploy", "executionNumber": 1, "versionNumber": 1}, {"jobId": "mine", "executionNumber": 1, "versionNumber": 1}]}});
+    assert_eq!(
+        published(&reply(&mut e, 4, &format!("{P}notify"), with_new)).0,
+        format!("{P}get")
+    );
+}

@@ -1,0 +1,128 @@
+//! The component's settings, read from its Greengrass configuration.
+//!
+//! Owns: the configuration keys, their defaults, and tolerant parsing (numbers may arrive as
+//! strings from YAML recipes; `{iot:thingName}` may arrive uninterpolated). A bad value is
+//! logged and replaced by its default; it never stops the component.
+//! Must not know: IPC or the engine's internals.
+
+use crate::jobs::engine::EngineConfig;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Environment variable the nucleus sets to the core device's thing name.
+pub const ENV_THING_NAME: &str = "AWS_IOT_THING_NAME";
+const THING_PLACEHOLDER: &str = "{iot:thingName}";
+
+/// Everything the component needs to run, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub engine: EngineConfig,
+    pub log_level: String,
+}
+
+/// Why the component cannot run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no thing name: set the configuration key thingName or run under the nucleus ({ENV_THING_NAME})")]
+    NoThingName,
+}
+
+fn text(config: &Value, key: &str) -> Option<String> {
+    match config.get(key)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::String(_) | Value::Null => None,
+        other => {
+            tracing::error!(key, value = %other, "configuration value must be a string; using the default");
+            None
+        }
+    }
+}
+
+fn number(config: &Value, key: &str) -> Option<u64> {
+    let value = config.get(key)?;
+    let parsed = match value {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Null => return None,
+        _ => None,
+    };
+    if parsed.is_none() {
+        tracing::error!(key, value = %value, "configuration value must be a non-negative number; using the default");
+    }
+    parsed
+}
+
+/// Resolves settings from the component configuration and the thing name from the nucleus.
+pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings, ConfigError> {
+    let thing_name = text(config, "thingName")
+        .filter(|t| t != THING_PLACEHOLDER)
+        .or_else(|| env_thing_name.map(str::to_owned).filter(|t| !t.is_empty()))
+        .ok_or(ConfigError::NoThingName)?;
+    let mut engine = EngineConfig::new(&thing_name);
+    if let Some(topic) = text(config, "reconnectTopic") {
+        let topic = topic.replace(THING_PLACEHOLDER, &thing_name);
+        if crate::topic::validate_name(&topic).is_ok() {
+            engine.reconnect_topic = topic;
+        } else {
+            tracing::error!(%topic, "reconnectTopic is not a valid topic name; using the default");
+        }
+    }
+    if let Some(ms) = number(config, "jitterMaxMs") {
+        engine.max_jitter = Duration::from_millis(ms.min(3_600_000));
+    }
+    if let Some(ms) = number(config, "responseTimeoutMs") {
+        engine.response_timeout = Duration::from_millis(ms.clamp(100, 600_000));
+    }
+    if let Some(ms) = number(config, "maxBackoffMs") {
+        engine.max_backoff = Duration::from_millis(ms.max(1000));
+    }
+    if let Some(s) = number(config, "safetyPollSeconds") {
+        engine.safety_poll = (s > 0).then(|| Duration::from_secs(s.max(60)));
+    }
+    if let Some(m) = number(config, "stepTimeoutMinutes") {
+        engine.step_timeout_minutes = (m > 0).then_some(m.min(10_080) as i64);
+    }
+    let log_level = text(config, "logLevel").unwrap_or_else(|| "info".to_owned());
+    Ok(Settings { engine, log_level })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = settings(&json!({}), Some("core-1")).unwrap();
+        assert_eq!(s.engine.thing_name, "core-1");
+        assert_eq!(s.engine.reconnect_topic, "reconnect/core-1");
+        assert_eq!(s.engine.safety_poll, None);
+        let s = settings(
+            &json!({"thingName": "{iot:thingName}", "reconnectTopic": "fleet/{iot:thingName}/up",
+                    "jitterMaxMs": "250", "safetyPollSeconds": 600, "stepTimeoutMinutes": 30, "logLevel": "debug"}),
+            Some("core-2"),
+        )
+        .unwrap();
+        assert_eq!(s.engine.thing_name, "core-2");
+        assert_eq!(s.engine.reconnect_topic, "fleet/core-2/up");
+        assert_eq!(s.engine.max_jitter, Duration::from_millis(250));
+        assert_eq!(s.engine.safety_poll, Some(Duration::from_secs(600)));
+        assert_eq!(s.engine.step_timeout_minutes, Some(30));
+        assert_eq!(s.log_level, "debug");
+    }
+
+    #[test]
+    fn bad_values_fall_back_and_missing_thing_is_an_error() {
+        let s = settings(
+            &json!({"jitterMaxMs": "lots", "reconnectTopic": "a/+", "safetyPollSeconds": -5}),
+            Some("t"),
+        )
+        .unwrap();
+        assert_eq!(s.engine.max_jitter, EngineConfig::new("t").max_jitter);
+        assert_eq!(s.engine.reconnect_topic, "reconnect/t");
+        assert!(settings(&json!({}), None).is_err());
+        assert!(settings(&json!({"thingName": "{iot:thingName}"}), None).is_err());
+    }
+}

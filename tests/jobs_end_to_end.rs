@@ -1,0 +1,270 @@
+//! The component binary against the emulator over the real IPC socket: jobs run end to end,
+//! a job queued during a clean-session disconnect is recovered through the reconnect rule, the
+//! same job is stranded without the rule, and the nucleus's deployment jobs are left alone.
+
+mod common;
+
+use common::*;
+use greengrass_jobs_handler::emulator::jobs_service::NewJob;
+use greengrass_jobs_handler::emulator::Emulator;
+use greengrass_jobs_handler::jobs::messages::JobStatus;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+const THING: &str = "core-1";
+
+struct Setup {
+    emulator: Emulator,
+    _server: greengrass_jobs_handler::emulator::ipc_server::IpcServer,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(rule: bool, config: Value) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipc.socket");
+    let emulator = Emulator::with_thing(THING, rule);
+    emulator.nucleus().register(COMPONENT, TOKEN, config);
+    let server = emulator.serve_ipc(&socket).unwrap();
+    Setup {
+        emulator,
+        _server: server,
+        socket,
+        _dir: dir,
+    }
+}
+
+fn spawn_handler(s: &Setup) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
+        .env(
+            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+            &s.socket,
+        )
+        .env("SVCUID", TOKEN)
+        .env("AWS_IOT_THING_NAME", THING)
+        .env("GGJH_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the component")
+}
+
+async fn running(s: &Setup) {
+    within(
+        "component RUNNING",
+        s.emulator.nucleus().wait_for_state(COMPONENT, "RUNNING"),
+    )
+    .await;
+}
+
+fn create(s: &Setup, job_id: &str, document: Value) {
+    s.emulator
+        .cloud()
+        .create_job(NewJob {
+            job_id: job_id.into(),
+            targets: vec![THING.into()],
+            document,
+            ..NewJob::default()
+        })
+        .unwrap();
+}
+
+/// Status, version and statusDetails of a job's latest execution on the thing.
+type ExecutionView = (JobStatus, i64, Vec<(String, String)>);
+
+fn status(s: &Setup, job_id: &str) -> Option<ExecutionView> {
+    s.emulator.cloud().with_jobs(|j| {
+        j.execution(job_id, THING, None).map(|e| {
+            (
+                e.status,
+                e.version_number,
+                e.status_details.clone().into_iter().collect(),
+            )
+        })
+    })
+}
+
+async fn wait_status(s: &Setup, job_id: &str, want: JobStatus) -> Vec<(String, String)> {
+    within(&format!("{job_id} reaching {want}"), async {
+        loop {
+            if let Some((st, _, details)) = status(s, job_id) {
+                if st == want {
+                    return details;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+fn quick() -> Value {
+    json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_job_runs_and_reports_its_result() {
+    let s = setup(true, quick());
+    create(&s, "add-1", json!({"operation": "add", "a": 20, "b": 22}));
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    let details = wait_status(&s, "add-1", JobStatus::Succeeded).await;
+    assert_eq!(details, vec![("result".to_owned(), "42".to_owned())]);
+    // A job created while the handler runs arrives by notify-next.
+    create(
+        &s,
+        "echo-1",
+        json!({"operation": "echo", "greeting": "hello"}),
+    );
+    let details = wait_status(&s, "echo-1", JobStatus::Succeeded).await;
+    assert_eq!(details, vec![("greeting".to_owned(), "hello".to_owned())]);
+    // Bad documents of ours are rejected with a reason.
+    create(&s, "bad-1", json!({"operation": "add", "a": "x"}));
+    let details = wait_status(&s, "bad-1", JobStatus::Rejected).await;
+    assert!(details[0].1.contains("\"a\""), "{details:?}");
+}
+
+/// Queues a job while the nucleus is offline, then brings it back with a clean session.
+async fn queue_during_clean_disconnect(s: &Setup) {
+    running(s).await;
+    // Let the start-up query finish so the only way to learn of the job is what follows.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.emulator.cloud().disconnect_nucleus();
+    create(s, "while-away", json!({"operation": "add", "a": 1, "b": 2}));
+    s.emulator.cloud().reconnect_nucleus(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_queued_during_a_clean_session_disconnect_is_recovered() {
+    let s = setup(true, quick());
+    let _handler = spawn_handler(&s);
+    queue_during_clean_disconnect(&s).await;
+    let details = wait_status(&s, "while-away", JobStatus::Succeeded).await;
+    assert_eq!(details, vec![("result".to_owned(), "3".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_reconnect_rule_the_same_job_is_stranded() {
+    let s = setup(false, quick());
+    let _handler = spawn_handler(&s);
+    queue_during_clean_disconnect(&s).await;
+    // The notify-next was lost with the clean session, and nothing tells the handler to look.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        status(&s, "while-away").map(|x| x.0),
+        Some(JobStatus::Queued)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_delivers_the_queued_notification_even_without_the_rule() {
+    let s = setup(false, quick());
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.emulator.cloud().disconnect_nucleus();
+    create(&s, "kept", json!({"operation": "echo"}));
+    s.emulator.cloud().reconnect_nucleus(false);
+    wait_status(&s, "kept", JobStatus::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nucleus_deployment_job_is_left_alone() {
+    let s = setup(true, quick());
+    // A Greengrass deployment queued first: it is the head of the thing's queue.
+    s.emulator
+        .cloud()
+        .create_job(NewJob {
+            job_id: "deployment-1".into(),
+            targets: vec![THING.into()],
+            document: json!({"deploymentId": "d-1", "components": {"aws.greengrass.Cli": {"version": "2.12.0"}}}),
+            namespace_id: Some("aws-gg-deployment".into()),
+            ..NewJob::default()
+        })
+        .unwrap();
+    create(&s, "mine", json!({"operation": "echo", "x": "1"}));
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    wait_status(&s, "mine", JobStatus::Succeeded).await;
+    // The deployment is untouched: still QUEUED at its first version.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status(&s, "deployment-1").map(|x| (x.0, x.1)),
+        Some((JobStatus::Queued, 1))
+    );
+    // The nucleus's own traffic on the same thing does not disturb the handler.
+    s.emulator.cloud().operator_publish(
+        &format!("$aws/things/{THING}/jobs/get/accepted"),
+        br#"{"clientToken":"nucleus-42","queuedJobs":[{"jobId":"deployment-1","executionNumber":1,"versionNumber":1}]}"#,
+        1,
+    );
+    create(&s, "mine-2", json!({"operation": "echo"}));
+    wait_status(&s, "mine-2", JobStatus::Succeeded).await;
+    assert_eq!(
+        status(&s, "deployment-1").map(|x| (x.0, x.1)),
+        Some((JobStatus::Queued, 1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_canceled_in_the_cloud_is_stopped() {
+    let s = setup(true, quick());
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    create(&s, "long", json!({"operation": "sleep", "seconds": 600}));
+    wait_status(&s, "long", JobStatus::InProgress).await;
+    s.emulator.cloud().cancel_job("long", true, None).unwrap();
+    wait_status(&s, "long", JobStatus::Canceled).await;
+    // The handler is free again: the next job runs at once.
+    create(&s, "after", json!({"operation": "echo"}));
+    wait_status(&s, "after", JobStatus::Succeeded).await;
+    let (st, _, _) = status(&s, "long").unwrap();
+    assert_eq!(
+        st,
+        JobStatus::Canceled,
+        "the canceled job's result is never reported over it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_requests_are_retried() {
+    let s = setup(
+        true,
+        json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000, "maxBackoffMs": 1000}),
+    );
+    create(&s, "t", json!({"operation": "echo"}));
+    s.emulator.cloud().throttle(THING, 2);
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    wait_status(&s, "t", JobStatus::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_component_exits_non_zero_when_the_nucleus_goes_away_and_zero_on_sigterm() {
+    let s = setup(true, quick());
+    let mut handler = spawn_handler(&s);
+    running(&s).await;
+    let pid = handler.id().expect("pid") as i32;
+    // SIGTERM: clean stop.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc_kill(pid, 15) };
+    let code = within("exit", handler.wait()).await.unwrap();
+    assert_eq!(code.code(), Some(0));
+
+    s.emulator.nucleus().forget_state(COMPONENT);
+    let mut handler = spawn_handler(&s);
+    running(&s).await;
+    // The nucleus goes away: every IPC connection closes.
+    drop(s);
+    let code = within("exit after IPC loss", handler.wait()).await.unwrap();
+    assert_eq!(code.code(), Some(1));
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
