@@ -39,7 +39,8 @@ pub struct Cloud {
     state: Mutex<State>,
     /// What IoT Core delivers to the nucleus; the IPC side fans it out to components.
     nucleus_inbox: Arc<TopicBus<MqttMessage>>,
-    /// Every publication routed by the broker, for observers (tests, the demo, the CLI).
+    /// Every message IoT Core receives or sends (device requests, Jobs replies, lifecycle
+    /// events, rule output, notifications), for observers: tests, the demo, the CLI.
     tap: Arc<TopicBus<MqttMessage>>,
     changed: Notify,
 }
@@ -94,7 +95,7 @@ impl Cloud {
         &self.thing_name
     }
 
-    /// Every publication the broker routes (including lifecycle events and rule output).
+    /// Every message IoT Core receives or sends, for observers.
     pub fn tap(&self) -> &Arc<TopicBus<MqttMessage>> {
         &self.tap
     }
@@ -308,6 +309,11 @@ impl Cloud {
     ) {
         let jobs_prefix = format!("$aws/things/{}/jobs/", self.thing_name);
         if let Some(rest) = publication.topic.strip_prefix(&jobs_prefix) {
+            self.tap.publish(
+                &publication.topic,
+                0,
+                &MqttMessage::new(publication.topic.clone(), publication.payload.clone()),
+            );
             let outputs =
                 state
                     .jobs
@@ -327,6 +333,8 @@ impl Cloud {
         for output in outputs {
             match output {
                 Output::Reply { topic, payload } => {
+                    self.tap
+                        .publish(&topic, 0, &MqttMessage::new(topic.clone(), payload.clone()));
                     // Only the requesting connection gets */accepted and */rejected.
                     if let Some(client) = requester.filter(|c| state.broker.is_connected(c)) {
                         self.deliver(&Delivery {

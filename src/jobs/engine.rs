@@ -939,16 +939,23 @@ impl Engine {
         match notification.execution {
             None => tracing::info!("notify-next: no pending jobs"),
             Some(execution) => {
-                tracing::info!(job_id = %execution.job_id, status = %execution.status, "notify-next: next job announced");
                 let job_id = execution.job_id.clone();
+                if self
+                    .foreign
+                    .contains(&(job_id.clone(), execution.execution_number))
+                {
+                    tracing::debug!(job_id = %job_id, "notify-next names a job that is not ours");
+                    return;
+                }
+                tracing::info!(job_id = %job_id, status = %execution.status, "notify-next: next job announced");
                 if self.query == QueryState::Running {
                     self.requery = true;
                     return;
                 }
                 if self.consider(now, execution, out) == Considered::Skipped {
-                    // A foreign job at the head hides ours: look behind it.
-                    tracing::debug!(job_id = %job_id, "head job not runnable here; querying the queue");
-                    self.schedule_query(now, false);
+                    // A foreign head hides the jobs behind it from notify-next; `notify`
+                    // announces those, so there is nothing more to do here.
+                    tracing::debug!(job_id = %job_id, "head job not runnable here");
                 }
             }
         }
