@@ -1,32 +1,44 @@
 //! `ggjh-emulator`: the local emulator as a process, for running components and SDK clients
 //! against it by hand or from other languages' tests.
 //!
-//! Serves Greengrass IPC on a Unix socket for the components named on the command line and
-//! runs until SIGINT or SIGTERM.
+//! Serves Greengrass IPC on a Unix socket for the components named on the command line, emulates
+//! IoT Core, the Jobs service and the reconnect rule for one core device, and serves the control
+//! API (AWS IoT control-plane REST shapes) on a local TCP port. Runs until SIGINT or SIGTERM.
 
 use clap::Parser;
-use greengrass_jobs_handler::emulator::Emulator;
+use greengrass_jobs_handler::emulator::{control_api, Emulator, DEFAULT_THING};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Local emulator of the Greengrass nucleus IPC (and, later, the cloud side)"
+    about = "Local emulator of the Greengrass nucleus IPC, AWS IoT Core and the Jobs service"
 )]
 struct Args {
     /// Unix socket to serve IPC on.
     #[arg(long)]
     socket: PathBuf,
     /// A component allowed to connect, as NAME=TOKEN (repeatable).
-    #[arg(long = "component", value_parser = parse_component, required = true)]
+    #[arg(long = "component", value_parser = parse_pair, required = true)]
     components: Vec<(String, String)>,
     /// Initial configuration of a component, as NAME=PATH to a JSON file (repeatable).
-    #[arg(long = "config", value_parser = parse_component)]
+    #[arg(long = "config", value_parser = parse_pair)]
     configs: Vec<(String, String)>,
+    /// Thing name of the emulated core device.
+    #[arg(long, default_value = DEFAULT_THING)]
+    thing: String,
+    /// Leave out the IoT rule that republishes `subscribed` events to `reconnect/<clientId>`.
+    #[arg(long)]
+    no_reconnect_rule: bool,
+    /// Address of the control API (port 0 picks a free port; the address is logged).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    control: SocketAddr,
 }
 
-fn parse_component(s: &str) -> Result<(String, String), String> {
+fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .filter(|(name, value)| !name.is_empty() && !value.is_empty())
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
@@ -50,7 +62,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let emulator = Emulator::new();
+        let emulator = Emulator::with_thing(&args.thing, !args.no_reconnect_rule);
         for (name, token) in &args.components {
             let config = match args.configs.iter().find(|(n, _)| n == name) {
                 None => serde_json::json!({}),
@@ -74,7 +86,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(socket = %server.path().display(), "emulator IPC server ready");
+        let (control, _control_task) = match control_api::serve(Arc::clone(emulator.cloud()), args.control).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::error!(address = %args.control, error = %e, "cannot serve the control API");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(socket = %server.path().display(), thing = %args.thing, control = %format!("http://{control}"), reconnect_rule = !args.no_reconnect_rule, "emulator ready");
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
             Err(e) => {

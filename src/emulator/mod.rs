@@ -7,6 +7,7 @@
 
 pub mod bus;
 pub mod cloud;
+pub mod control_api;
 pub mod iot_core;
 pub mod ipc_server;
 pub mod ipc_services;

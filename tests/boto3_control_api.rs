@@ -1,0 +1,105 @@
+//! boto3 (the real AWS SDK for Python) against the emulator's control API, with the component
+//! running: a job created through boto3 is executed by the handler and read back through boto3.
+//!
+//! The Python interpreter is `$GGJH_PYTHON` (`.ci/run` points it at a venv with boto3).
+
+mod common;
+
+use common::*;
+use greengrass_jobs_handler::emulator::control_api;
+use greengrass_jobs_handler::emulator::Emulator;
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+const THING: &str = "boto3-core";
+
+fn python() -> String {
+    std::env::var("GGJH_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
+    let probe = std::process::Command::new(python())
+        .args(["-c", "import boto3"])
+        .output()
+        .expect("run python");
+    assert!(
+        probe.status.success(),
+        "boto3 is not importable by {}; run `bash .ci/run` or set GGJH_PYTHON",
+        python()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipc.socket");
+    let emulator = Emulator::with_thing(THING, true);
+    emulator
+        .nucleus()
+        .register(COMPONENT, TOKEN, json!({"jitterMaxMs": 0}));
+    let _server = emulator.serve_ipc(&socket).unwrap();
+    let (addr, _api) =
+        control_api::serve(Arc::clone(emulator.cloud()), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+    let _handler = tokio::process::Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
+        .env(
+            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+            &socket,
+        )
+        .env("SVCUID", TOKEN)
+        .env("AWS_IOT_THING_NAME", THING)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    within(
+        "component RUNNING",
+        emulator.nucleus().wait_for_state(COMPONENT, "RUNNING"),
+    )
+    .await;
+
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/boto3_control.py");
+    let child = tokio::process::Command::new(python())
+        .arg(script)
+        .env("GGJH_CONTROL_URL", format!("http://{addr}"))
+        .env("GGJH_THING", THING)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("boto3 script finished in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let context = format!(
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let steps: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for expected in [
+        "create_thing",
+        "create_job",
+        "job_executed_by_component",
+        "list_job_executions_for_thing",
+        "cancel_job",
+        "not_found_error",
+        "already_exists_error",
+    ] {
+        let step = steps
+            .iter()
+            .find(|s| s["step"] == expected)
+            .unwrap_or_else(|| panic!("step {expected} missing\n{context}"));
+        assert_eq!(
+            step["ok"], true,
+            "step {expected} failed: {step}\n{context}"
+        );
+    }
+    assert!(output.status.success(), "{context}");
+}
