@@ -1,0 +1,181 @@
+//! The component process against the targets: start → all subscriptions accepted, reconnect
+//! message → `jobs/get` published (jitter off), idle RSS, and wake-ups while idle.
+//!
+//! Run: `cargo bench --bench component` (prints a report and writes it to
+//! `$CARGO_TARGET_DIR/ggjh-component-report.txt`). Uses the release build of the component.
+
+use greengrass_jobs_handler::emulator::Emulator;
+use greengrass_jobs_handler::ipc::model::MqttMessage;
+use serde_json::json;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const THING: &str = "bench-core";
+const COMPONENT: &str = "GreengrassJobsHandler";
+const TOKEN: &str = "bench-token";
+/// Jobs topics plus the reconnect topic.
+const SUBSCRIPTIONS: usize = 11;
+
+/// The component binary: `GGJH_BENCH_BINARY` (e.g. a static musl build), else the host build.
+fn binary() -> String {
+    std::env::var("GGJH_BENCH_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_greengrass-jobs-handler").to_owned())
+}
+
+fn proc_field(pid: u32, file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Context switches of every thread of the process: each one is a wake-up.
+fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid = t.file_name().to_string_lossy().into_owned();
+            let v = proc_field(
+                pid,
+                &format!("task/{tid}/status"),
+                "voluntary_ctxt_switches:",
+            )?;
+            let n = proc_field(
+                pid,
+                &format!("task/{tid}/status"),
+                "nonvoluntary_ctxt_switches:",
+            )?;
+            Some(v + n)
+        })
+        .sum()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    // Under `cargo test --benches` the bench binary is run with --test (or no --bench): skip.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("component bench: run with `cargo bench --bench component`");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("ipc.socket");
+        let emulator = Emulator::with_thing(THING, true);
+        emulator.nucleus().register(COMPONENT, TOKEN, json!({"jitterMaxMs": 0}));
+        let _server = emulator.serve_ipc(&socket).expect("serve");
+        let (tx, rx) = mpsc::channel::<(Instant, String)>();
+        let _tap = emulator.cloud().tap().subscribe("$aws/things/+/jobs/get", 0, false, Box::new(move |t, _m: &MqttMessage| tx.send((Instant::now(), t.to_owned())).is_ok()));
+        let mut lines = Vec::new();
+        // Baseline: what the OS alone costs to start a process and see it exit.
+        let mut baseline_ms = Vec::new();
+        for _ in 0..10 {
+            let spawned = Instant::now();
+            let status = tokio::process::Command::new("/bin/true").status().await.expect("run /bin/true");
+            assert!(status.success());
+            baseline_ms.push(spawned.elapsed().as_secs_f64() * 1000.0);
+        }
+        baseline_ms.sort_by(f64::total_cmp);
+        lines.push(format!("baseline: spawn and reap /bin/true: median {:.2} ms", percentile(&baseline_ms, 0.5)));
+        let mut start_ms = Vec::new();
+        let mut pid = 0;
+        let mut child = None;
+        for round in 0..10 {
+            let spawned = Instant::now();
+            let c = tokio::process::Command::new(binary())
+                .env("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", &socket)
+                .env("SVCUID", TOKEN)
+                .env("AWS_IOT_THING_NAME", THING)
+                .env("GGJH_LOG", "warn")
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn");
+            // Every subscription the component holds is one entry on the emulator's IoT inbox.
+            let iot = std::sync::Arc::clone(emulator.iot());
+            let at = tokio::task::block_in_place(|| loop {
+                if iot.subscription_count() >= SUBSCRIPTIONS {
+                    break Instant::now();
+                }
+                assert!(spawned.elapsed() < Duration::from_secs(10), "subscriptions never completed");
+                std::hint::spin_loop();
+            });
+            start_ms.push(at.duration_since(spawned).as_secs_f64() * 1000.0);
+            if round < 9 {
+                drop(c);
+                while emulator.iot().subscription_count() > 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            } else {
+                pid = c.id().unwrap_or(0);
+                child = Some(c);
+            }
+        }
+        start_ms.sort_by(f64::total_cmp);
+        lines.push(format!(
+            "process start -> all subscriptions accepted: median {:.2} ms, p90 {:.2} ms (10 starts; target <= 4 ms)",
+            percentile(&start_ms, 0.5),
+            percentile(&start_ms, 0.9)
+        ));
+
+        // Let the start-up query settle, then measure reconnect -> jobs/get.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        while rx.try_recv().is_ok() {}
+        let get_topic = format!("$aws/things/{THING}/jobs/get");
+        let mut reconnect_us = Vec::new();
+        for _ in 0..200 {
+            let sent = Instant::now();
+            emulator.cloud().operator_publish(&format!("reconnect/{THING}"), br#"{"clientId":"bench-core"}"#, 0);
+            let at = tokio::task::block_in_place(|| loop {
+                match rx.recv_timeout(Duration::from_secs(5)) {
+                    Ok((at, t)) if t == get_topic => break at,
+                    Ok(_) => continue,
+                    Err(_) => panic!("no jobs/get after a reconnect message"),
+                }
+            });
+            reconnect_us.push(at.duration_since(sent).as_secs_f64() * 1e6);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        reconnect_us.sort_by(f64::total_cmp);
+        lines.push(format!(
+            "reconnect message -> jobs/get published (jitter off): median {:.0} us, p90 {:.0} us (200 messages, through the emulator's IPC; target <= 300 us)",
+            percentile(&reconnect_us, 0.5),
+            percentile(&reconnect_us, 0.9)
+        ));
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss = proc_field(pid, "status", "VmRSS:").unwrap_or(0);
+        let hwm = proc_field(pid, "status", "VmHWM:").unwrap_or(0);
+        lines.push(format!("idle RSS: {:.2} MiB (peak {:.2} MiB; target <= 3 MiB)", rss as f64 / 1024.0, hwm as f64 / 1024.0));
+        let before = switches(pid);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let after = switches(pid);
+        lines.push(format!("wake-ups while idle: {} in 10 s (context switches of all threads; target 0)", after - before));
+        let size = std::fs::metadata(binary()).map(|m| m.len()).unwrap_or(0);
+        lines.push(format!("binary {}: {} KiB", binary(), size / 1024));
+        drop(child);
+        lines
+    });
+    let text = report.join("\n");
+    println!("{text}");
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let _ = std::fs::write(
+        std::path::Path::new(&dir).join("ggjh-component-report.txt"),
+        format!("{text}\n"),
+    );
+}
