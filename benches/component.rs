@@ -98,6 +98,7 @@ fn main() {
         for round in 0..10 {
             let spawned = Instant::now();
             let c = tokio::process::Command::new(binary())
+                .current_dir(dir.path())
                 .env("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", &socket)
                 .env("SVCUID", TOKEN)
                 .env("AWS_IOT_THING_NAME", THING)

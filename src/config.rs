@@ -5,8 +5,12 @@
 //! logged and replaced by its default; it never stops the component.
 //! Must not know: IPC or the engine's internals.
 
+use crate::exec::bridge::BridgeConfig;
+use crate::exec::job_executor::ExecSettings;
+use crate::exec::steps::Limits;
 use crate::jobs::engine::EngineConfig;
 use serde_json::Value;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Environment variable the nucleus sets to the core device's thing name.
@@ -17,8 +21,15 @@ const THING_PLACEHOLDER: &str = "{iot:thingName}";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub engine: EngineConfig,
+    pub exec: ExecSettings,
+    /// Worker components served over local pub/sub (`None` when no operation is configured).
+    pub bridge: Option<BridgeConfig>,
+    pub journal_path: PathBuf,
     pub log_level: String,
 }
+
+/// PATH given to handler processes (nothing else of the component's environment is passed).
+pub const HANDLER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Why the component cannot run at all.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +65,29 @@ fn number(config: &Value, key: &str) -> Option<u64> {
     parsed
 }
 
+fn string_list(config: &Value, key: &str) -> Option<Vec<String>> {
+    match config.get(key)? {
+        Value::Array(items) => {
+            let list: Option<Vec<String>> = items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            if list.is_none() {
+                tracing::error!(
+                    key,
+                    "configuration value must be a list of strings; ignored"
+                );
+            }
+            list
+        }
+        Value::Null => None,
+        other => {
+            tracing::error!(key, value = %other, "configuration value must be a list of strings; ignored");
+            None
+        }
+    }
+}
+
 /// Resolves settings from the component configuration and the thing name from the nucleus.
 pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings, ConfigError> {
     let thing_name = text(config, "thingName")
@@ -61,6 +95,7 @@ pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings
         .or_else(|| env_thing_name.map(str::to_owned).filter(|t| !t.is_empty()))
         .ok_or(ConfigError::NoThingName)?;
     let mut engine = EngineConfig::new(&thing_name);
+    let thing_name = thing_name.clone();
     if let Some(topic) = text(config, "reconnectTopic") {
         let topic = topic.replace(THING_PLACEHOLDER, &thing_name);
         if crate::topic::validate_name(&topic).is_ok() {
@@ -85,7 +120,45 @@ pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings
         engine.step_timeout_minutes = (m > 0).then_some(m.min(10_080) as i64);
     }
     let log_level = text(config, "logLevel").unwrap_or_else(|| "info".to_owned());
-    Ok(Settings { engine, log_level })
+    let secs = |key: &str, default: u64, max: u64| {
+        Duration::from_secs(number(config, key).unwrap_or(default).clamp(1, max))
+    };
+    let exec = ExecSettings {
+        handler_dir: Some(PathBuf::from(
+            text(config, "handlerDirectory").unwrap_or_else(|| "handlers".to_owned()),
+        )),
+        limits: Limits {
+            step_timeout: secs("stepTimeoutSeconds", 3600, 7 * 86_400),
+            job_timeout: secs("jobTimeoutSeconds", 6 * 3600, 7 * 86_400),
+            env: vec![
+                ("PATH".to_owned(), HANDLER_PATH.to_owned()),
+                ("AWS_IOT_THING_NAME".to_owned(), thing_name.clone()),
+            ],
+        },
+        reboot_command: string_list(config, "rebootCommand"),
+        reboot_wait: secs("rebootWaitSeconds", 300, 3600),
+    };
+    let workers = string_list(config, "workerOperations").unwrap_or_default();
+    let bridge = (!workers.is_empty()).then(|| BridgeConfig {
+        operations: workers,
+        request_prefix: text(config, "workerRequestTopicPrefix")
+            .unwrap_or_else(|| "greengrass-jobs-handler/request".to_owned()),
+        reply_topic: text(config, "workerReplyTopic")
+            .unwrap_or_else(|| "greengrass-jobs-handler/reply/{iot:thingName}".to_owned())
+            .replace(THING_PLACEHOLDER, &thing_name),
+        timeout: secs("workerTimeoutSeconds", 600, 7 * 86_400),
+        thing_name: thing_name.clone(),
+    });
+    let journal_path = PathBuf::from(
+        text(config, "journalPath").unwrap_or_else(|| "journal/jobs.journal".to_owned()),
+    );
+    Ok(Settings {
+        engine,
+        exec,
+        bridge,
+        journal_path,
+        log_level,
+    })
 }
 
 #[cfg(test)]

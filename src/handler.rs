@@ -1,16 +1,20 @@
-//! The jobs handler's tokio shell: connects the sans-IO [`Engine`] to IPC and an [`Executor`].
+//! The jobs handler's tokio shell: connects the sans-IO [`Engine`] to IPC, the [`Executor`] and
+//! the [`Journal`].
 //!
 //! Owns: subscribing to the engine's topics, feeding it messages, job results and time, carrying
-//! out its actions (publish, run, cancel), and sleeping only until the engine's next deadline.
-//! Must not know: the Jobs API (that is the engine's) or how jobs run (the executor's).
+//! out its actions (publish, run, cancel, forget), recording each job durably before it runs,
+//! recovering what the journal holds at start-up, and sleeping only until the engine's next
+//! deadline. Must not know: the Jobs API (the engine's) or how jobs run (the executor's).
 
-use crate::exec::Executor;
+use crate::exec::{Executor, Progress, ProgressSink, RunContext};
 use crate::ipc::model::{IoTCoreMessage, Qos};
 use crate::ipc::{IpcClient, IpcError};
-use crate::jobs::engine::{Action, Engine, Input, JobOutcome, Millis};
+use crate::jobs::engine::{Action, Engine, Input, JobOutcome, JobRun, Millis};
+use crate::journal::{self, InFlightJob, Journal};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -27,6 +31,12 @@ struct Finished {
     job_id: String,
     execution_number: i64,
     outcome: JobOutcome,
+}
+
+type SharedJournal = Arc<Mutex<Journal>>;
+
+fn lock(journal: &SharedJournal) -> MutexGuard<'_, Journal> {
+    journal.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Subscribes to every topic the engine needs; returns once all are accepted.
@@ -58,23 +68,131 @@ async fn subscribe_all(
     Ok(())
 }
 
+/// Tells the engine how every job left in the journal really ended, killing what is left of
+/// an interrupted run first.
+fn recover_from_journal(engine: &mut Engine, journal: &Journal) {
+    let boot = journal::boot_id();
+    for entry in journal.jobs() {
+        let alive = entry.pid != 0 && journal::process_alive(entry.pid);
+        let recovery = journal::recover(entry, &boot, alive);
+        if let Some(pgid) = recovery.kill_process_group {
+            tracing::warn!(job_id = %entry.job_id, pgid, "killing what is left of the interrupted run");
+            journal::kill_process_group(pgid);
+        }
+        tracing::warn!(
+            job_id = %entry.job_id,
+            execution_number = entry.execution_number,
+            status = %recovery.outcome.status,
+            "journal: the job was in flight when the handler stopped"
+        );
+        engine.recovered(&entry.job_id, entry.execution_number, recovery.outcome);
+    }
+}
+
+/// Progress of one job goes into its journal entry, synchronously (before the side effect).
+fn progress_sink(journal: SharedJournal, job_id: String, execution_number: i64) -> ProgressSink {
+    Arc::new(move |progress: Progress| {
+        let result = lock(&journal).update(&job_id, execution_number, |entry| match progress {
+            Progress::Step { index } => {
+                entry.step = index;
+                entry.pid = 0;
+            }
+            Progress::Spawned { pid } => entry.pid = pid,
+            Progress::RebootRequested => entry.reboot_requested = true,
+        });
+        if let Err(e) = result {
+            tracing::error!(job_id = %job_id, error = %e, "journal write failed");
+        }
+    })
+}
+
+/// The running jobs and how to stop them.
+struct Running {
+    cancels: HashMap<(String, i64), watch::Sender<bool>>,
+    finished_tx: mpsc::UnboundedSender<Finished>,
+}
+
+impl Running {
+    fn start(&mut self, run: JobRun, executor: &Arc<dyn Executor>, journal: &SharedJournal) {
+        let entry = InFlightJob {
+            job_id: run.job_id.clone(),
+            execution_number: run.execution_number,
+            version_number: run.version_number,
+            started_at_ms: journal::now_ms(),
+            updated_at_ms: journal::now_ms(),
+            work: run.document.label(),
+            boot_id: journal::boot_id(),
+            ..InFlightJob::default()
+        };
+        // Durable before the work starts: after a crash the journal tells the truth.
+        if let Err(e) = lock(journal).begin(entry) {
+            tracing::error!(job_id = %run.job_id, error = %e, "journal write failed; not running the job");
+            let _ = self.finished_tx.send(Finished {
+                job_id: run.job_id,
+                execution_number: run.execution_number,
+                outcome: crate::exec::failed(format!(
+                    "the device could not record the job durably: {e}"
+                )),
+            });
+            return;
+        }
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        self.cancels
+            .insert((run.job_id.clone(), run.execution_number), cancel_tx);
+        let ctx = RunContext {
+            cancel: cancel_rx,
+            progress: progress_sink(
+                Arc::clone(journal),
+                run.job_id.clone(),
+                run.execution_number,
+            ),
+        };
+        let work = executor.run(run.clone(), ctx);
+        let finished_tx = self.finished_tx.clone();
+        tokio::spawn(async move {
+            let outcome = work.await;
+            let _ = finished_tx.send(Finished {
+                job_id: run.job_id,
+                execution_number: run.execution_number,
+                outcome,
+            });
+        });
+    }
+
+    fn cancel(&mut self, job_id: String, execution_number: i64) {
+        if let Some(cancel) = self.cancels.remove(&(job_id, execution_number)) {
+            let _ = cancel.send(true);
+        }
+    }
+}
+
 /// Runs the handler until `shutdown` resolves (Ok) or IPC is lost (Err).
 pub async fn run(
     client: IpcClient,
     mut engine: Engine,
     executor: Arc<dyn Executor>,
+    journal: Journal,
     on_subscribed: impl Future<Output = ()>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), HandlerError> {
     let origin = Instant::now();
     let now = move || -> Millis { u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX) };
+    recover_from_journal(&mut engine, &journal);
+    let journal: SharedJournal = Arc::new(Mutex::new(journal));
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
     subscribe_all(&client, engine.subscriptions(), messages_tx).await?;
-    tracing::info!(thing = %engine.config().thing_name, reconnect_topic = %engine.config().reconnect_topic, "subscribed to the Jobs topics and the reconnect topic");
+    tracing::info!(
+        thing = %engine.config().thing_name,
+        reconnect_topic = %engine.config().reconnect_topic,
+        "subscribed to the Jobs topics and the reconnect topic"
+    );
     on_subscribed.await;
 
     let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
-    let mut running: HashMap<(String, i64), watch::Sender<bool>> = HashMap::new();
+    let mut running = Running {
+        cancels: HashMap::new(),
+        finished_tx,
+    };
     let mut actions = engine.handle(now(), Input::Started);
     tokio::pin!(shutdown);
     loop {
@@ -89,46 +207,50 @@ pub async fn run(
                         tracing::warn!(%topic, error = %e, "publish failed");
                     }
                 }
-                Action::Run(run) => {
-                    let (cancel_tx, cancel_rx) = watch::channel(false);
-                    running.insert((run.job_id.clone(), run.execution_number), cancel_tx);
-                    let finished_tx = finished_tx.clone();
-                    let work = executor.run(run.clone(), cancel_rx);
-                    tokio::spawn(async move {
-                        let outcome = work.await;
-                        let _ = finished_tx.send(Finished {
-                            job_id: run.job_id,
-                            execution_number: run.execution_number,
-                            outcome,
-                        });
-                    });
-                }
+                Action::Run(run) => running.start(run, &executor, &journal),
                 Action::Cancel {
                     job_id,
                     execution_number,
                     reason,
                 } => {
                     tracing::warn!(%job_id, %reason, "canceling the running job");
-                    if let Some(cancel) = running.remove(&(job_id, execution_number)) {
-                        let _ = cancel.send(true);
+                    running.cancel(job_id, execution_number);
+                }
+                Action::Forget {
+                    job_id,
+                    execution_number,
+                } => {
+                    if let Err(e) = lock(&journal).remove(&job_id, execution_number) {
+                        tracing::error!(%job_id, error = %e, "journal write failed");
                     }
                 }
             }
         }
         let deadline = engine
             .next_deadline()
-            .map(|d| origin + std::time::Duration::from_millis(d));
+            .map(|d| origin + Duration::from_millis(d));
         tokio::select! {
             biased;
             _ = &mut shutdown => {
-                for cancel in running.values() {
+                // Stop the work (its process trees are killed); the journal keeps the entries,
+                // so the next start reports these jobs honestly.
+                let stopping = running.cancels.len();
+                for cancel in running.cancels.values() {
                     let _ = cancel.send(true);
                 }
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    for _ in 0..stopping {
+                        if finished.recv().await.is_none() {
+                            break;
+                        }
+                    }
+                })
+                .await;
                 return Ok(());
             }
             _ = client.closed() => return Err(HandlerError::IpcLost),
             Some(done) = finished.recv() => {
-                running.remove(&(done.job_id.clone(), done.execution_number));
+                running.cancels.remove(&(done.job_id.clone(), done.execution_number));
                 actions = engine.handle(now(), Input::JobFinished {
                     job_id: &done.job_id,
                     execution_number: done.execution_number,

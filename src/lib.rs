@@ -8,4 +8,5 @@ pub mod exec;
 pub mod handler;
 pub mod ipc;
 pub mod jobs;
+pub mod journal;
 pub mod topic;

@@ -6,11 +6,13 @@
 //! restarts the component with a fresh SVCUID token).
 
 use greengrass_jobs_handler::config::{self, ENV_THING_NAME};
-use greengrass_jobs_handler::exec::builtin::Builtin;
+use greengrass_jobs_handler::exec::bridge::Bridge;
+use greengrass_jobs_handler::exec::job_executor::JobExecutor;
 use greengrass_jobs_handler::handler;
 use greengrass_jobs_handler::ipc::model::ReportedLifecycleState;
 use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient};
 use greengrass_jobs_handler::jobs::engine::Engine;
+use greengrass_jobs_handler::journal::Journal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
@@ -73,6 +75,24 @@ async fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let journal = match Journal::open(&settings.journal_path) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(path = %settings.journal_path.display(), error = %e, "cannot open the journal");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bridge = match settings.bridge.clone() {
+        None => None,
+        Some(config) => match Bridge::start(client.clone(), config).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot subscribe to the worker reply topic; worker operations are unavailable");
+                None
+            }
+        },
+    };
+    let executor = Arc::new(JobExecutor::new(settings.exec.clone(), bridge));
     let engine = Engine::new(settings.engine, fastrand::u64(..));
     let lifecycle = client.clone();
     let on_subscribed = async move {
@@ -87,7 +107,7 @@ async fn run() -> ExitCode {
         terminate.recv().await;
         tracing::info!("SIGTERM received, stopping");
     };
-    match handler::run(client, engine, Arc::new(Builtin), on_subscribed, shutdown).await {
+    match handler::run(client, engine, executor, journal, on_subscribed, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "stopping; the nucleus will restart the component");

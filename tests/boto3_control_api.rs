@@ -42,6 +42,7 @@ async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
             .await
             .unwrap();
     let _handler = tokio::process::Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
+        .current_dir(dir.path())
         .env(
             "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
             &socket,

@@ -18,6 +18,8 @@ const THING: &str = "core-1";
 
 struct Setup {
     emulator: Emulator,
+    /// The component's working directory (journal, handler directory).
+    work: tempfile::TempDir,
     _server: greengrass_jobs_handler::emulator::ipc_server::IpcServer,
     socket: PathBuf,
     _dir: tempfile::TempDir,
@@ -31,14 +33,22 @@ fn setup(rule: bool, config: Value) -> Setup {
     let server = emulator.serve_ipc(&socket).unwrap();
     Setup {
         emulator,
+        work: tempfile::tempdir().unwrap(),
         _server: server,
         socket,
         _dir: dir,
     }
 }
 
+impl Setup {
+    fn work_dir(&self) -> &std::path::Path {
+        self.work.path()
+    }
+}
+
 fn spawn_handler(s: &Setup) -> Child {
     Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
+        .current_dir(s.work_dir())
         .env(
             "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
             &s.socket,

@@ -2,39 +2,23 @@
 //!
 //! Owns: `echo` (returns its arguments as statusDetails), `add` (returns `a + b`, the seed's
 //! result-returning worker), `sleep` (waits `seconds`, cancellable) and `fail` (fails with
-//! `message`). Unknown operations and bad arguments are REJECTED with a reason.
-//! Must not know: the Jobs API or IPC.
+//! `message`). Bad arguments are REJECTED with a reason. `reboot` lives in the job executor,
+//! which owns the reboot command. Must not know: the Jobs API or IPC.
 
-use super::{Executor, JobFuture};
-use crate::jobs::engine::{JobOutcome, JobRun};
+use super::{outcome, rejected};
+use crate::jobs::engine::JobOutcome;
 use crate::jobs::messages::{JobStatus, StatusDetails};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// Longest `sleep` a document may ask for.
 pub const MAX_SLEEP_SECONDS: f64 = 3600.0;
+/// Names of the built-in operations.
+pub const OPERATIONS: [&str; 4] = ["echo", "add", "sleep", "fail"];
 
-/// The built-in operations.
-#[derive(Debug, Default, Clone)]
-pub struct Builtin;
-
-fn outcome(status: JobStatus, details: &[(&str, String)]) -> JobOutcome {
-    JobOutcome {
-        status,
-        status_details: details
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    }
-}
-
-fn rejected(reason: String) -> JobOutcome {
-    outcome(JobStatus::Rejected, &[("reason", reason)])
-}
-
-fn number(run: &JobRun, name: &str) -> Result<f64, String> {
-    match run.document.arguments.get(name) {
+fn number(arguments: &Map<String, Value>, name: &str) -> Result<f64, String> {
+    match arguments.get(name) {
         Some(Value::Number(n)) => n
             .as_f64()
             .ok_or_else(|| format!("\"{name}\" is not a finite number")),
@@ -51,98 +35,90 @@ fn format_number(x: f64) -> String {
     }
 }
 
-impl Executor for Builtin {
-    fn run(&self, run: JobRun, mut cancel: watch::Receiver<bool>) -> JobFuture {
-        Box::pin(async move {
-            match run.document.operation.as_str() {
-                "echo" => {
-                    let mut details = StatusDetails::new();
-                    for (k, v) in &run.document.arguments {
-                        let text = match v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        details.insert(k.clone(), text);
-                    }
-                    JobOutcome {
-                        status: JobStatus::Succeeded,
-                        status_details: details,
-                    }
-                }
-                "add" => match (number(&run, "a"), number(&run, "b")) {
-                    (Ok(a), Ok(b)) => {
-                        outcome(JobStatus::Succeeded, &[("result", format_number(a + b))])
-                    }
-                    (Err(e), _) | (_, Err(e)) => rejected(format!("add: {e}")),
-                },
-                "sleep" => {
-                    let seconds = match number(&run, "seconds") {
-                        Ok(s) if (0.0..=MAX_SLEEP_SECONDS).contains(&s) => s,
-                        Ok(_) => {
-                            return rejected(format!(
-                                "sleep: \"seconds\" must be 0 to {MAX_SLEEP_SECONDS}"
-                            ))
-                        }
-                        Err(e) => return rejected(format!("sleep: {e}")),
-                    };
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {
-                            outcome(JobStatus::Succeeded, &[("slept", format_number(seconds))])
-                        }
-                        _ = cancel.wait_for(|c| *c) => outcome(JobStatus::Failed, &[("reason", "canceled".to_owned())]),
-                    }
-                }
-                "fail" => {
-                    let message = run
-                        .document
-                        .arguments
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("the job asked to fail")
-                        .to_owned();
-                    outcome(JobStatus::Failed, &[("reason", message)])
-                }
-                other => rejected(format!("unknown operation {other:?}")),
+/// Runs built-in `operation`; `None` when there is no such built-in.
+pub async fn run(
+    operation: &str,
+    arguments: &Map<String, Value>,
+    cancel: watch::Receiver<bool>,
+) -> Option<JobOutcome> {
+    Some(match operation {
+        "echo" => {
+            let mut details = StatusDetails::new();
+            for (k, v) in arguments {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                details.insert(k.clone(), text);
             }
-        })
-    }
+            JobOutcome {
+                status: JobStatus::Succeeded,
+                status_details: details,
+            }
+        }
+        "add" => match (number(arguments, "a"), number(arguments, "b")) {
+            (Ok(a), Ok(b)) => outcome(JobStatus::Succeeded, &[("result", format_number(a + b))]),
+            (Err(e), _) | (_, Err(e)) => rejected(format!("add: {e}")),
+        },
+        "sleep" => {
+            let seconds = match number(arguments, "seconds") {
+                Ok(s) if (0.0..=MAX_SLEEP_SECONDS).contains(&s) => s,
+                Ok(_) => {
+                    return Some(rejected(format!(
+                        "sleep: \"seconds\" must be 0 to {MAX_SLEEP_SECONDS}"
+                    )))
+                }
+                Err(e) => return Some(rejected(format!("sleep: {e}"))),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {
+                    outcome(JobStatus::Succeeded, &[("slept", format_number(seconds))])
+                }
+                _ = super::canceled(cancel.clone()) => outcome(JobStatus::Failed, &[("reason", "canceled".to_owned())]),
+            }
+        }
+        "fail" => {
+            let message = arguments
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the job asked to fail")
+                .to_owned();
+            outcome(JobStatus::Failed, &[("reason", message)])
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::document::{classify, Ownership};
     use serde_json::json;
 
-    async fn run(doc: Value) -> JobOutcome {
-        let Ownership::Ours(document) = classify(Some(&doc)) else {
-            panic!("ours")
-        };
+    async fn call(doc: Value) -> Option<JobOutcome> {
+        let mut args = doc.as_object().unwrap().clone();
+        let op = args.remove("operation").unwrap();
         let (_tx, rx) = watch::channel(false);
-        Builtin
-            .run(
-                JobRun {
-                    job_id: "j".into(),
-                    execution_number: 1,
-                    document,
-                },
-                rx,
-            )
-            .await
+        run(op.as_str().unwrap(), &args, rx).await
     }
 
     #[tokio::test]
     async fn operations() {
-        let o = run(json!({"operation": "add", "a": 2, "b": 3.5})).await;
+        let o = call(json!({"operation": "add", "a": 2, "b": 3.5}))
+            .await
+            .unwrap();
         assert_eq!(
             (o.status, o.status_details["result"].as_str()),
             (JobStatus::Succeeded, "5.5")
         );
-        let o = run(json!({"operation": "add", "a": 2, "b": 3})).await;
+        let o = call(json!({"operation": "add", "a": 2, "b": 3}))
+            .await
+            .unwrap();
         assert_eq!(o.status_details["result"], "5");
-        let o = run(json!({"operation": "add", "a": "2"})).await;
+        let o = call(json!({"operation": "add", "a": "2"})).await.unwrap();
         assert_eq!(o.status, JobStatus::Rejected);
-        let o = run(json!({"operation": "echo", "msg": "hi", "n": 1})).await;
+        let o = call(json!({"operation": "echo", "msg": "hi", "n": 1}))
+            .await
+            .unwrap();
         assert_eq!(
             o.status_details,
             [
@@ -151,36 +127,29 @@ mod tests {
             ]
             .into()
         );
-        let o = run(json!({"operation": "fail", "message": "nope"})).await;
+        let o = call(json!({"operation": "fail", "message": "nope"}))
+            .await
+            .unwrap();
         assert_eq!(
             (o.status, o.status_details["reason"].as_str()),
             (JobStatus::Failed, "nope")
         );
-        let o = run(json!({"operation": "teleport"})).await;
-        assert_eq!(o.status, JobStatus::Rejected);
-        let o = run(json!({"operation": "sleep", "seconds": 1e9})).await;
+        assert!(call(json!({"operation": "teleport"})).await.is_none());
+        let o = call(json!({"operation": "sleep", "seconds": 1e9}))
+            .await
+            .unwrap();
         assert_eq!(o.status, JobStatus::Rejected);
     }
 
     #[tokio::test]
     async fn sleep_is_cancellable() {
-        let Ownership::Ours(document) =
-            classify(Some(&json!({"operation": "sleep", "seconds": 600})))
-        else {
-            panic!()
-        };
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(Builtin.run(
-            JobRun {
-                job_id: "j".into(),
-                execution_number: 1,
-                document,
-            },
-            rx,
-        ));
+        let args = json!({"seconds": 600}).as_object().unwrap().clone();
+        let task = tokio::spawn(async move { run("sleep", &args, rx).await });
         tx.send(true).unwrap();
         let o = tokio::time::timeout(Duration::from_secs(5), task)
             .await
+            .unwrap()
             .unwrap()
             .unwrap();
         assert_eq!(o.status, JobStatus::Failed);

@@ -89,6 +89,8 @@ pub struct JobOutcome {
 pub struct JobRun {
     pub job_id: String,
     pub execution_number: i64,
+    /// The execution's version once it is IN_PROGRESS.
+    pub version_number: i64,
     pub document: JobDocument,
 }
 
@@ -105,6 +107,12 @@ pub enum Action {
         job_id: String,
         execution_number: i64,
         reason: String,
+    },
+    /// The cloud holds this execution's final state (or no longer has it): the journal entry
+    /// can go.
+    Forget {
+        job_id: String,
+        execution_number: i64,
     },
 }
 
@@ -198,6 +206,10 @@ pub struct Engine {
     /// Executions known not to be ours: (jobId, executionNumber).
     foreign: HashSet<(String, i64)>,
     next_safety_poll: Option<Millis>,
+    /// Final outcomes decided from the journal for jobs interrupted before this process.
+    recovered: HashMap<(String, i64), JobOutcome>,
+    /// Actions decided outside a handler that has the output at hand.
+    deferred: Vec<Action>,
 }
 
 /// Longest `clientToken` the service accepts.
@@ -226,7 +238,16 @@ impl Engine {
             active: None,
             foreign: HashSet::new(),
             next_safety_poll: None,
+            recovered: HashMap::new(),
+            deferred: Vec::new(),
         }
+    }
+
+    /// Tells the engine how a job interrupted before this process started really ended (from
+    /// the journal). It is reported when the query finds the job still IN_PROGRESS.
+    pub fn recovered(&mut self, job_id: &str, execution_number: i64, outcome: JobOutcome) {
+        self.recovered
+            .insert((job_id.to_owned(), execution_number), outcome);
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -282,6 +303,7 @@ impl Engine {
             Input::Tick => {}
         }
         self.run_due(now, &mut out);
+        out.append(&mut self.deferred);
         out
     }
 
@@ -441,7 +463,7 @@ impl Engine {
                     );
                     d
                 } else {
-                    outcome.status_details.clone()
+                    super::status_details::bounded(&outcome.status_details)
                 };
                 (
                     self.topics.update(job_id),
@@ -581,10 +603,12 @@ impl Engine {
                 };
                 active.version = state.map_or(version + 1, |s| s.version_number);
                 active.phase = ActivePhase::Running;
-                tracing::info!(job_id = %job_id, execution_number, operation = %document.operation, "job started");
+                let version_number = active.version;
+                tracing::info!(job_id = %job_id, execution_number, work = %document.label(), "job started");
                 out.push(Action::Run(JobRun {
                     job_id,
                     execution_number,
+                    version_number,
                     document,
                 }));
             }
@@ -592,7 +616,12 @@ impl Engine {
                 job_id, outcome, ..
             } => {
                 tracing::info!(job_id = %job_id, status = %outcome.status, "job result reported");
-                self.active = None;
+                if let Some(a) = self.active.take() {
+                    out.push(Action::Forget {
+                        job_id: a.job_id,
+                        execution_number: a.execution_number,
+                    });
+                }
                 self.schedule_query(now, false);
             }
         }
@@ -738,7 +767,12 @@ impl Engine {
 
     fn finish_done(&mut self, now: Millis, job_id: &str, note: &str) {
         tracing::warn!(job_id = %job_id, "{note}");
-        self.active = None;
+        if let Some(a) = self.active.take() {
+            self.deferred.push(Action::Forget {
+                job_id: a.job_id,
+                execution_number: a.execution_number,
+            });
+        }
         self.schedule_query(now, false);
     }
 
@@ -753,6 +787,10 @@ impl Engine {
             return;
         };
         tracing::warn!(job_id = %job_id, %reason, "stopping the job");
+        out.push(Action::Forget {
+            job_id: active.job_id.clone(),
+            execution_number: active.execution_number,
+        });
         if active.phase == ActivePhase::Running {
             out.push(Action::Cancel {
                 job_id: active.job_id,
@@ -766,6 +804,27 @@ impl Engine {
     }
 
     fn on_pending_list(&mut self, now: Millis, list: GetPendingAccepted, out: &mut Vec<Action>) {
+        // Journal entries of jobs the cloud no longer lists as pending are settled.
+        let listed: HashSet<(String, i64)> = list
+            .in_progress_jobs
+            .iter()
+            .chain(list.queued_jobs.iter())
+            .map(|s| (s.job_id.clone(), s.execution_number))
+            .collect();
+        let settled: Vec<(String, i64)> = self
+            .recovered
+            .keys()
+            .filter(|k| !listed.contains(*k))
+            .cloned()
+            .collect();
+        for (job_id, execution_number) in settled {
+            tracing::info!(job_id = %job_id, "interrupted job is no longer pending in the cloud; forgetting it");
+            self.recovered.remove(&(job_id.clone(), execution_number));
+            out.push(Action::Forget {
+                job_id,
+                execution_number,
+            });
+        }
         let active_id = self.active.as_ref().map(|a| a.job_id.clone());
         let mut candidates = VecDeque::new();
         for s in list.in_progress_jobs.iter().chain(list.queued_jobs.iter()) {
@@ -866,10 +925,19 @@ impl Engine {
             }
             (JobStatus::InProgress, _) => {
                 // Ours, in progress, yet not running here: this process did not start it, so
-                // the run that did was interrupted (crash, restart or reboot).
-                tracing::warn!(job_id = %e.job_id, "found our job IN_PROGRESS but not running here; reporting it FAILED");
-                let reason = "interrupted: the handler restarted while the job was running";
-                self.report_directly(now, e, JobStatus::Failed, &[("reason", reason)], out);
+                // the run that did was interrupted (crash, restart or reboot). The journal
+                // says how it really ended; without an entry it was interrupted.
+                let key = (e.job_id.clone(), e.execution_number);
+                let outcome = self.recovered.remove(&key).unwrap_or_else(|| JobOutcome {
+                    status: JobStatus::Failed,
+                    status_details: [(
+                        "reason".to_owned(),
+                        "interrupted: the handler restarted while the job was running".to_owned(),
+                    )]
+                    .into(),
+                });
+                tracing::warn!(job_id = %e.job_id, status = %outcome.status, "found our job IN_PROGRESS but not running here; reporting how it ended");
+                self.report_outcome(now, e, outcome, out);
                 Considered::Started
             }
             _ => Considered::Skipped,
@@ -885,12 +953,6 @@ impl Engine {
         details: &[(&str, &str)],
         out: &mut Vec<Action>,
     ) {
-        self.active = Some(Active {
-            job_id: e.job_id.clone(),
-            execution_number: e.execution_number,
-            version: e.version_number,
-            phase: ActivePhase::Finishing,
-        });
         let outcome = JobOutcome {
             status,
             status_details: details
@@ -898,6 +960,22 @@ impl Engine {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         };
+        self.report_outcome(now, e, outcome, out);
+    }
+
+    fn report_outcome(
+        &mut self,
+        now: Millis,
+        e: JobExecution,
+        outcome: JobOutcome,
+        out: &mut Vec<Action>,
+    ) {
+        self.active = Some(Active {
+            job_id: e.job_id.clone(),
+            execution_number: e.execution_number,
+            version: e.version_number,
+            phase: ActivePhase::Finishing,
+        });
         let request = Request::Finish {
             job_id: e.job_id,
             execution_number: e.execution_number,

@@ -3,4 +3,5 @@
 pub mod document;
 pub mod engine;
 pub mod messages;
+pub mod status_details;
 pub mod topics;

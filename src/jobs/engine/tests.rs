@@ -89,7 +89,7 @@ fn run_one(e: &mut Engine, job: &str) -> Vec<Action> {
         }),
     );
     assert!(
-        matches!(&acts[..], [Action::Run(run)] if run.job_id == job && run.document.operation == "add")
+        matches!(&acts[..], [Action::Run(run)] if run.job_id == job && run.document.label() == "add")
     );
     acts
 }
@@ -471,7 +471,12 @@ fn cancellation_in_the_cloud_stops_the_running_job() {
         &format!("{P}job1/get/accepted"),
         json!({"clientToken": token(&check), "execution": execution("job1", "CANCELED", 3, ours("add"))}),
     );
-    assert!(matches!(&acts[0], Action::Cancel { job_id, .. } if job_id == "job1"));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Cancel { job_id, .. } if job_id == "job1")));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Forget { job_id, execution_number: 1 } if job_id == "job1")));
     assert!(!e.busy());
     // The work's late result is not reported.
     let outcome = JobOutcome {
@@ -508,7 +513,7 @@ fn deleted_job_while_running_is_canceled() {
         &format!("{P}job1/get/rejected"),
         json!({"clientToken": token(&check), "code": "ResourceNotFound"}),
     );
-    assert!(matches!(&acts[0], Action::Cancel { .. }));
+    assert!(acts.iter().any(|a| matches!(a, Action::Cancel { .. })));
 }
 
 #[test]
@@ -625,4 +630,84 @@ fn notify_listing_an_unseen_job_behind_a_foreign_head_triggers_a_query() {
         published(&reply(&mut e, 4, &format!("{P}notify"), with_new)).0,
         format!("{P}get")
     );
+}
+
+fn forgets(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Forget { job_id, .. } => Some(job_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn reported_results_release_the_journal_entry() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    let update = finish(&mut e, 10, "job1", JobStatus::Succeeded);
+    let acts = reply(
+        &mut e,
+        11,
+        &format!("{P}job1/update/accepted"),
+        json!({"clientToken": token(&update)}),
+    );
+    assert_eq!(forgets(&acts), ["job1"]);
+    // Also when the cloud already had a final state.
+    let mut e = engine(0);
+    run_one(&mut e, "job2");
+    let update = finish(&mut e, 10, "job2", JobStatus::Succeeded);
+    let acts = reply(
+        &mut e,
+        11,
+        &format!("{P}job2/update/rejected"),
+        json!({"clientToken": token(&update), "code": "TerminalStateReached"}),
+    );
+    assert_eq!(forgets(&acts), ["job2"]);
+}
+
+#[test]
+fn journal_outcomes_are_reported_for_interrupted_jobs_and_settled_ones_forgotten() {
+    let mut e = engine(0);
+    let rebooted = JobOutcome {
+        status: JobStatus::Succeeded,
+        status_details: [("reboot".to_owned(), "completed".to_owned())].into(),
+    };
+    e.recovered("reboot-job", 1, rebooted);
+    e.recovered(
+        "gone-job",
+        4,
+        JobOutcome {
+            status: JobStatus::Failed,
+            status_details: StatusDetails::new(),
+        },
+    );
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get),
+        "inProgressJobs": [{"jobId": "reboot-job", "executionNumber": 1, "versionNumber": 2}], "queuedJobs": []}),
+    );
+    // gone-job is no longer pending in the cloud: its entry is dropped.
+    assert_eq!(forgets(&acts), ["gone-job"]);
+    let (_, d) = published(&acts);
+    let acts = reply(
+        &mut e,
+        2,
+        &format!("{P}reboot-job/get/accepted"),
+        json!({"clientToken": token(&d), "execution": execution("reboot-job", "IN_PROGRESS", 2, ours("reboot"))}),
+    );
+    let (_, update) = published(&acts);
+    assert_eq!(update["status"], "SUCCEEDED");
+    assert_eq!(update["statusDetails"], json!({"reboot": "completed"}));
+    let acts = reply(
+        &mut e,
+        3,
+        &format!("{P}reboot-job/update/accepted"),
+        json!({"clientToken": token(&update)}),
+    );
+    assert_eq!(forgets(&acts), ["reboot-job"]);
 }

@@ -1,0 +1,282 @@
+//! The durable journal of jobs in flight, and what it means after a crash or reboot.
+//!
+//! Owns: the on-disk record (protobuf, schema in `journal.proto`, compiled by build.rs),
+//! writing it atomically and durably (temp file, fsync, rename, fsync of the directory) before
+//! the side effect it announces, reading every older format, and deciding what an entry found
+//! at start-up means: a job that asked for a reboot and the boot id changed → SUCCEEDED; any
+//! other → FAILED with the reason. Must not know: the Jobs API or IPC.
+
+use crate::jobs::engine::JobOutcome;
+use crate::jobs::messages::JobStatus;
+use prost::Message;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Generated from `journal.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/ggjh.journal.rs"));
+}
+
+pub use proto::InFlightJob;
+
+/// The format this binary writes.
+pub const FORMAT: u32 = 2;
+/// Where the kernel publishes the id of the current boot.
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The current boot id (`GGJH_BOOT_ID_FILE` overrides the path, for tests).
+pub fn boot_id() -> String {
+    let path = std::env::var("GGJH_BOOT_ID_FILE").unwrap_or_else(|_| BOOT_ID_PATH.to_owned());
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Wall-clock epoch milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The journal file and its contents.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    state: proto::Journal,
+}
+
+impl Journal {
+    /// Opens (or starts) the journal at `path`. An unreadable file is set aside as
+    /// `<path>.corrupt` and logged, never fatal: the cloud still knows which jobs are in flight.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let state = match std::fs::read(path) {
+            Ok(bytes) => {
+                match proto::Journal::decode(bytes.as_slice()) {
+                    Ok(j) => {
+                        if j.format > FORMAT {
+                            tracing::warn!(format = j.format, "journal written by a newer version; reading what this version knows");
+                        }
+                        j
+                    }
+                    Err(e) => {
+                        let aside = path.with_extension("corrupt");
+                        tracing::error!(path = %path.display(), error = %e, aside = %aside.display(), "journal unreadable; set aside");
+                        std::fs::rename(path, &aside)?;
+                        proto::Journal::default()
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => proto::Journal::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            state,
+        })
+    }
+
+    pub fn jobs(&self) -> &[InFlightJob] {
+        &self.state.jobs
+    }
+
+    /// Records a job about to start (replacing any entry for the same execution).
+    pub fn begin(&mut self, job: InFlightJob) -> std::io::Result<()> {
+        self.state
+            .jobs
+            .retain(|j| !(j.job_id == job.job_id && j.execution_number == job.execution_number));
+        self.state.jobs.push(job);
+        self.persist()
+    }
+
+    /// Changes the entry of a job, if present.
+    pub fn update(
+        &mut self,
+        job_id: &str,
+        execution_number: i64,
+        f: impl FnOnce(&mut InFlightJob),
+    ) -> std::io::Result<()> {
+        let Some(job) = self
+            .state
+            .jobs
+            .iter_mut()
+            .find(|j| j.job_id == job_id && j.execution_number == execution_number)
+        else {
+            return Ok(());
+        };
+        f(job);
+        job.updated_at_ms = now_ms();
+        self.persist()
+    }
+
+    /// Drops a job whose final status the cloud has.
+    pub fn remove(&mut self, job_id: &str, execution_number: i64) -> std::io::Result<()> {
+        let before = self.state.jobs.len();
+        self.state
+            .jobs
+            .retain(|j| !(j.job_id == job_id && j.execution_number == execution_number));
+        if self.state.jobs.len() == before {
+            return Ok(());
+        }
+        self.persist()
+    }
+
+    /// Writes the whole journal atomically and durably.
+    fn persist(&mut self) -> std::io::Result<()> {
+        self.state.format = FORMAT;
+        let bytes = self.state.encode_to_vec();
+        let tmp = self.path.with_extension("tmp");
+        {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// What a journal entry found at start-up means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovery {
+    pub outcome: JobOutcome,
+    /// A process group of the old run that is still alive and must be killed first.
+    pub kill_process_group: Option<u32>,
+}
+
+/// Decides the honest final status of a job that was in flight when the handler stopped.
+pub fn recover(job: &InFlightJob, current_boot: &str, process_alive: bool) -> Recovery {
+    let rebooted =
+        !job.boot_id.is_empty() && !current_boot.is_empty() && job.boot_id != current_boot;
+    let details = |pairs: &[(&str, String)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    };
+    let outcome = if job.reboot_requested && rebooted {
+        JobOutcome {
+            status: JobStatus::Succeeded,
+            status_details: details(&[("reboot", "completed".to_owned())]),
+        }
+    } else if job.reboot_requested {
+        JobOutcome {
+            status: JobStatus::Failed,
+            status_details: details(&[(
+                "reason",
+                "the device did not reboot: the handler restarted before the reboot happened"
+                    .to_owned(),
+            )]),
+        }
+    } else {
+        let cause = if rebooted {
+            "the device rebooted"
+        } else {
+            "the handler stopped (crash, restart or kill)"
+        };
+        JobOutcome {
+            status: JobStatus::Failed,
+            status_details: details(&[
+                (
+                    "reason",
+                    format!("interrupted: {cause} while step {} was running", job.step),
+                ),
+                ("interruptedStep", job.step.to_string()),
+            ]),
+        }
+    };
+    let kill_process_group = (!rebooted && process_alive && job.pid != 0).then_some(job.pid);
+    Recovery {
+        outcome,
+        kill_process_group,
+    }
+}
+
+/// Whether a process with this pid exists (and this user may signal it).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Kills a leftover process group of an interrupted run.
+pub fn kill_process_group(pgid: u32) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        // SAFETY: kill(2) on a process group this handler created in an earlier run.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(reboot: bool, boot: &str) -> InFlightJob {
+        InFlightJob {
+            job_id: "j".into(),
+            execution_number: 1,
+            version_number: 2,
+            step: 1,
+            started_at_ms: 1,
+            pid: 4242,
+            work: "2 step(s)".into(),
+            reboot_requested: reboot,
+            boot_id: boot.into(),
+            updated_at_ms: 2,
+        }
+    }
+
+    #[test]
+    fn writes_atomically_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("journal.pb");
+        let mut j = Journal::open(&path).unwrap();
+        j.begin(entry(false, "b1")).unwrap();
+        j.update("j", 1, |e| e.step = 3).unwrap();
+        let again = Journal::open(&path).unwrap();
+        assert_eq!(again.jobs().len(), 1);
+        assert_eq!(again.jobs()[0].step, 3);
+        assert!(!path.with_extension("tmp").exists());
+        j.remove("j", 1).unwrap();
+        assert!(Journal::open(&path).unwrap().jobs().is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_journal_is_set_aside_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.pb");
+        std::fs::write(&path, b"\xff\xff\xff\xff garbage").unwrap();
+        let j = Journal::open(&path).unwrap();
+        assert!(j.jobs().is_empty());
+        assert!(path.with_extension("corrupt").exists());
+    }
+
+    #[test]
+    fn recovery_is_honest() {
+        let r = recover(&entry(true, "boot-a"), "boot-b", false);
+        assert_eq!(r.outcome.status, JobStatus::Succeeded);
+        let r = recover(&entry(true, "boot-a"), "boot-a", false);
+        assert_eq!(r.outcome.status, JobStatus::Failed);
+        let r = recover(&entry(false, "boot-a"), "boot-a", true);
+        assert_eq!(r.outcome.status, JobStatus::Failed);
+        assert!(r.outcome.status_details["reason"].contains("handler stopped"));
+        assert_eq!(r.kill_process_group, Some(4242));
+        let r = recover(&entry(false, "boot-a"), "boot-b", true);
+        assert!(r.outcome.status_details["reason"].contains("rebooted"));
+        assert_eq!(
+            r.kill_process_group, None,
+            "a pid from another boot is someone else's"
+        );
+    }
+}
