@@ -1,0 +1,226 @@
+//! Real child-process handlers: success, failure, final step, ignored failures, stderr limits,
+//! timeouts that kill grandchildren, cancellation, output truncation on multi-byte text, the
+//! compact form's operation handlers, the environment handlers get, and refused handlers.
+
+use greengrass_jobs_handler::exec::job_executor::{ExecSettings, JobExecutor};
+use greengrass_jobs_handler::exec::steps::Limits;
+use greengrass_jobs_handler::exec::{Executor, Progress, RunContext};
+use greengrass_jobs_handler::jobs::document::{classify, Ownership};
+use greengrass_jobs_handler::jobs::engine::{JobOutcome, JobRun};
+use greengrass_jobs_handler::jobs::messages::JobStatus;
+use greengrass_jobs_handler::jobs::status_details::bounded;
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+struct Dir {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn handlers(scripts: &[(&str, &str)]) -> Dir {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("handlers");
+    fs::create_dir(&root).unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    for (name, body) in scripts {
+        let path = root.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    Dir { _tmp: tmp, root }
+}
+
+fn executor(dir: &Path, step_timeout: Duration) -> JobExecutor {
+    JobExecutor::new(
+        ExecSettings {
+            handler_dir: Some(dir.to_owned()),
+            limits: Limits {
+                step_timeout,
+                job_timeout: Duration::from_secs(600),
+                env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("AWS_IOT_THING_NAME".into(), "t".into())],
+            },
+            reboot_command: None,
+            reboot_wait: Duration::from_secs(1),
+        },
+        None,
+    )
+}
+
+fn job(doc: Value) -> JobRun {
+    let Ownership::Ours(document) = classify(Some(&doc)) else { panic!("ours: {doc}") };
+    JobRun { job_id: "j".into(), execution_number: 1, version_number: 2, document }
+}
+
+async fn run(dir: &Dir, doc: Value) -> JobOutcome {
+    let (_tx, rx) = watch::channel(false);
+    let ex = executor(&dir.root, Duration::from_secs(30));
+    tokio::time::timeout(Duration::from_secs(60), ex.run(job(doc), RunContext::detached(rx)))
+        .await
+        .expect("job finished")
+}
+
+fn steps(actions: Value) -> Value {
+    json!({"version": "1.0", "steps": actions})
+}
+
+fn handler_step(name: &str, handler: &str, args: &[&str]) -> Value {
+    json!({"action": {"name": name, "type": "runHandler", "input": {"handler": handler, "args": args, "path": "default"}}})
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); read its state instead.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.split_whitespace().nth(2).is_some_and(|s| s == "Z"),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn steps_succeed_with_stdout_and_args_as_argv() {
+    let d = handlers(&[("greet.sh", r#"echo "hello $1|$2""#)]);
+    let mut doc = steps(json!([handler_step("greet", "greet.sh", &["big world", "$(rm -rf /)"])]));
+    doc["includeStdOut"] = json!("true");
+    let o = run(&d, doc).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{o:?}");
+    // Arguments are argv entries: no shell ever interprets them.
+    assert_eq!(o.status_details["stdout"], "hello big world|$(rm -rf /)");
+    assert_eq!(o.status_details["steps"], "1 of 1 succeeded");
+}
+
+#[tokio::test]
+async fn failure_reports_exit_code_and_stderr_and_still_runs_the_final_step() {
+    let d = handlers(&[
+        ("bad.sh", "echo oops >&2; exit 3"),
+        ("never.sh", "touch never-ran"),
+        ("cleanup.sh", "touch cleaned-up"),
+    ]);
+    let mut doc = steps(json!([handler_step("break", "bad.sh", &[]), handler_step("skipped", "never.sh", &[])]));
+    doc["finalStep"] = handler_step("cleanup", "cleanup.sh", &[]);
+    let o = run(&d, doc).await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(o.status_details["exitCode"], "3");
+    assert_eq!(o.status_details["failedStep"], "break");
+    assert_eq!(o.status_details["stderr"], "oops");
+    assert!(d.root.join("cleaned-up").exists(), "the final step runs after a failure");
+    assert!(!d.root.join("never-ran").exists(), "steps after a failure do not");
+}
+
+#[tokio::test]
+async fn ignored_failures_and_stderr_limits() {
+    let d = handlers(&[("bad.sh", "exit 1"), ("noisy.sh", "echo a >&2; echo b >&2; echo c >&2"), ("ok.sh", "true")]);
+    let mut ignored = handler_step("may fail", "bad.sh", &[]);
+    ignored["action"]["ignoreStepFailure"] = json!(true);
+    let o = run(&d, steps(json!([ignored, handler_step("ok", "ok.sh", &[])]))).await;
+    assert_eq!(o.status, JobStatus::Succeeded);
+    assert_eq!(o.status_details["ignoredFailures"], "may fail");
+
+    let mut noisy = handler_step("noisy", "noisy.sh", &[]);
+    noisy["action"]["allowStdErr"] = json!(2);
+    let o = run(&d, steps(json!([noisy.clone()]))).await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert!(o.status_details["reason"].contains("3 line(s) to stderr"), "{o:?}");
+    noisy["action"]["allowStdErr"] = json!("3");
+    assert_eq!(run(&d, steps(json!([noisy]))).await.status, JobStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_tree() {
+    let d = handlers(&[("hang.sh", "sleep 300 & echo $! > grandchild.pid; sleep 300")]);
+    let mut step = handler_step("hang", "hang.sh", &[]);
+    step["action"]["timeoutSeconds"] = json!(1);
+    let started = Instant::now();
+    let o = run(&d, steps(json!([step]))).await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert!(o.status_details["reason"].contains("timed out"), "{o:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let pid: i32 = fs::read_to_string(d.root.join("grandchild.pid")).unwrap().trim().parse().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!alive(pid), "the grandchild {pid} was killed too");
+}
+
+#[tokio::test]
+async fn cancellation_stops_the_work() {
+    let d = handlers(&[("hang.sh", "echo $$ > child.pid; sleep 300")]);
+    let (tx, rx) = watch::channel(false);
+    let pids = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&pids);
+    let ctx = RunContext {
+        cancel: rx,
+        progress: Arc::new(move |p| {
+            if let Progress::Spawned { pid } = p {
+                seen.lock().unwrap().push(pid);
+            }
+        }),
+    };
+    let ex = executor(&d.root, Duration::from_secs(600));
+    let task = tokio::spawn(ex.run(job(steps(json!([handler_step("hang", "hang.sh", &[])]))), ctx));
+    while !d.root.join("child.pid").exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tx.send(true).unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+    assert_eq!(o.status, JobStatus::Failed);
+    let pid = pids.lock().unwrap()[0] as i32;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!alive(pid));
+}
+
+#[tokio::test]
+async fn multi_byte_output_is_cut_on_character_boundaries() {
+    let d = handlers(&[("utf8.sh", "i=0; while [ $i -lt 2000 ]; do printf 'é€😀'; i=$((i+1)); done; echo")]);
+    let mut doc = steps(json!([handler_step("utf8", "utf8.sh", &[])]));
+    doc["includeStdOut"] = json!(true);
+    let o = run(&d, doc).await;
+    assert_eq!(o.status, JobStatus::Succeeded);
+    let details = bounded(&o.status_details);
+    let out = &details["stdout"];
+    assert!(out.chars().count() <= 1024, "{}", out.chars().count());
+    assert!(out.ends_with("é€😀"), "keeps the end, whole characters only");
+    assert!(!out.contains('\u{FFFD}'), "no broken characters");
+}
+
+#[tokio::test]
+async fn compact_operations_run_their_handler_with_the_document_on_stdin() {
+    let d = handlers(&[
+        ("area", r#"read doc; w=$(echo "$doc" | sed 's/.*"w":\([0-9]*\).*/\1/'); echo "{\"result\": \"$((w * 2))\", \"env\": \"$(env | sort | tr '\n' ' ')\"}""#),
+        ("crash", "echo broken >&2; exit 7"),
+    ]);
+    let o = run(&d, json!({"operation": "area", "w": 21})).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{o:?}");
+    assert_eq!(o.status_details["result"], "42");
+    // Handlers get only PATH and the thing name: never the component's SVCUID.
+    let env = &o.status_details["env"];
+    assert!(env.contains("AWS_IOT_THING_NAME=t"), "{env}");
+    assert!(!env.contains("SVCUID"), "{env}");
+    let o = run(&d, json!({"operation": "crash"})).await;
+    assert_eq!((o.status, o.status_details["exitCode"].as_str()), (JobStatus::Failed, "7"));
+    let o = run(&d, json!({"operation": "no-such-thing"})).await;
+    assert_eq!(o.status, JobStatus::Rejected);
+}
+
+#[tokio::test]
+async fn unsafe_handlers_are_refused() {
+    let d = handlers(&[("ok.sh", "true")]);
+    let outside = d.root.parent().unwrap().join("outside.sh");
+    fs::write(&outside, "#!/bin/sh\ntouch pwned\n").unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&outside, d.root.join("link.sh")).unwrap();
+    let o = run(&d, steps(json!([handler_step("escape", "link.sh", &[])]))).await;
+    assert_eq!(o.status, JobStatus::Rejected, "{o:?}");
+    let writable = d.root.join("open.sh");
+    fs::write(&writable, "#!/bin/sh\ntrue\n").unwrap();
+    fs::set_permissions(&writable, fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run(&d, steps(json!([handler_step("open", "open.sh", &[])]))).await;
+    assert_eq!(o.status, JobStatus::Rejected);
+    assert!(o.status_details["reason"].contains("writable"));
+    fs::set_permissions(&d.root, fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run(&d, steps(json!([handler_step("ok", "ok.sh", &[])]))).await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert!(o.status_details["reason"].contains("handler directory unusable"));
+    assert!(!d.root.join("pwned").exists());
+}
