@@ -42,7 +42,10 @@ fn executor(dir: &Path, step_timeout: Duration) -> JobExecutor {
             limits: Limits {
                 step_timeout,
                 job_timeout: Duration::from_secs(600),
-                env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("AWS_IOT_THING_NAME".into(), "t".into())],
+                env: vec![
+                    ("PATH".into(), "/usr/bin:/bin".into()),
+                    ("AWS_IOT_THING_NAME".into(), "t".into()),
+                ],
             },
             reboot_command: None,
             reboot_wait: Duration::from_secs(1),
@@ -52,16 +55,26 @@ fn executor(dir: &Path, step_timeout: Duration) -> JobExecutor {
 }
 
 fn job(doc: Value) -> JobRun {
-    let Ownership::Ours(document) = classify(Some(&doc)) else { panic!("ours: {doc}") };
-    JobRun { job_id: "j".into(), execution_number: 1, version_number: 2, document }
+    let Ownership::Ours(document) = classify(Some(&doc)) else {
+        panic!("ours: {doc}")
+    };
+    JobRun {
+        job_id: "j".into(),
+        execution_number: 1,
+        version_number: 2,
+        document,
+    }
 }
 
 async fn run(dir: &Dir, doc: Value) -> JobOutcome {
     let (_tx, rx) = watch::channel(false);
     let ex = executor(&dir.root, Duration::from_secs(30));
-    tokio::time::timeout(Duration::from_secs(60), ex.run(job(doc), RunContext::detached(rx)))
-        .await
-        .expect("job finished")
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        ex.run(job(doc), RunContext::detached(rx)),
+    )
+    .await
+    .expect("job finished")
 }
 
 fn steps(actions: Value) -> Value {
@@ -83,7 +96,11 @@ fn alive(pid: i32) -> bool {
 #[tokio::test]
 async fn steps_succeed_with_stdout_and_args_as_argv() {
     let d = handlers(&[("greet.sh", r#"echo "hello $1|$2""#)]);
-    let mut doc = steps(json!([handler_step("greet", "greet.sh", &["big world", "$(rm -rf /)"])]));
+    let mut doc = steps(json!([handler_step(
+        "greet",
+        "greet.sh",
+        &["big world", "$(rm -rf /)"]
+    )]));
     doc["includeStdOut"] = json!("true");
     let o = run(&d, doc).await;
     assert_eq!(o.status, JobStatus::Succeeded, "{o:?}");
@@ -99,23 +116,40 @@ async fn failure_reports_exit_code_and_stderr_and_still_runs_the_final_step() {
         ("never.sh", "touch never-ran"),
         ("cleanup.sh", "touch cleaned-up"),
     ]);
-    let mut doc = steps(json!([handler_step("break", "bad.sh", &[]), handler_step("skipped", "never.sh", &[])]));
+    let mut doc = steps(json!([
+        handler_step("break", "bad.sh", &[]),
+        handler_step("skipped", "never.sh", &[])
+    ]));
     doc["finalStep"] = handler_step("cleanup", "cleanup.sh", &[]);
     let o = run(&d, doc).await;
     assert_eq!(o.status, JobStatus::Failed);
     assert_eq!(o.status_details["exitCode"], "3");
     assert_eq!(o.status_details["failedStep"], "break");
     assert_eq!(o.status_details["stderr"], "oops");
-    assert!(d.root.join("cleaned-up").exists(), "the final step runs after a failure");
-    assert!(!d.root.join("never-ran").exists(), "steps after a failure do not");
+    assert!(
+        d.root.join("cleaned-up").exists(),
+        "the final step runs after a failure"
+    );
+    assert!(
+        !d.root.join("never-ran").exists(),
+        "steps after a failure do not"
+    );
 }
 
 #[tokio::test]
 async fn ignored_failures_and_stderr_limits() {
-    let d = handlers(&[("bad.sh", "exit 1"), ("noisy.sh", "echo a >&2; echo b >&2; echo c >&2"), ("ok.sh", "true")]);
+    let d = handlers(&[
+        ("bad.sh", "exit 1"),
+        ("noisy.sh", "echo a >&2; echo b >&2; echo c >&2"),
+        ("ok.sh", "true"),
+    ]);
     let mut ignored = handler_step("may fail", "bad.sh", &[]);
     ignored["action"]["ignoreStepFailure"] = json!(true);
-    let o = run(&d, steps(json!([ignored, handler_step("ok", "ok.sh", &[])]))).await;
+    let o = run(
+        &d,
+        steps(json!([ignored, handler_step("ok", "ok.sh", &[])])),
+    )
+    .await;
     assert_eq!(o.status, JobStatus::Succeeded);
     assert_eq!(o.status_details["ignoredFailures"], "may fail");
 
@@ -123,9 +157,15 @@ async fn ignored_failures_and_stderr_limits() {
     noisy["action"]["allowStdErr"] = json!(2);
     let o = run(&d, steps(json!([noisy.clone()]))).await;
     assert_eq!(o.status, JobStatus::Failed);
-    assert!(o.status_details["reason"].contains("3 line(s) to stderr"), "{o:?}");
+    assert!(
+        o.status_details["reason"].contains("3 line(s) to stderr"),
+        "{o:?}"
+    );
     noisy["action"]["allowStdErr"] = json!("3");
-    assert_eq!(run(&d, steps(json!([noisy]))).await.status, JobStatus::Succeeded);
+    assert_eq!(
+        run(&d, steps(json!([noisy]))).await.status,
+        JobStatus::Succeeded
+    );
 }
 
 #[tokio::test]
@@ -138,7 +178,11 @@ async fn timeout_kills_the_whole_process_tree() {
     assert_eq!(o.status, JobStatus::Failed);
     assert!(o.status_details["reason"].contains("timed out"), "{o:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
-    let pid: i32 = fs::read_to_string(d.root.join("grandchild.pid")).unwrap().trim().parse().unwrap();
+    let pid: i32 = fs::read_to_string(d.root.join("grandchild.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!alive(pid), "the grandchild {pid} was killed too");
 }
@@ -158,12 +202,18 @@ async fn cancellation_stops_the_work() {
         }),
     };
     let ex = executor(&d.root, Duration::from_secs(600));
-    let task = tokio::spawn(ex.run(job(steps(json!([handler_step("hang", "hang.sh", &[])]))), ctx));
+    let task = tokio::spawn(ex.run(
+        job(steps(json!([handler_step("hang", "hang.sh", &[])]))),
+        ctx,
+    ));
     while !d.root.join("child.pid").exists() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tx.send(true).unwrap();
-    let o = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(o.status, JobStatus::Failed);
     let pid = pids.lock().unwrap()[0] as i32;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -172,7 +222,10 @@ async fn cancellation_stops_the_work() {
 
 #[tokio::test]
 async fn multi_byte_output_is_cut_on_character_boundaries() {
-    let d = handlers(&[("utf8.sh", "i=0; while [ $i -lt 2000 ]; do printf 'é€😀'; i=$((i+1)); done; echo")]);
+    let d = handlers(&[(
+        "utf8.sh",
+        "i=0; while [ $i -lt 2000 ]; do printf 'é€😀'; i=$((i+1)); done; echo",
+    )]);
     let mut doc = steps(json!([handler_step("utf8", "utf8.sh", &[])]));
     doc["includeStdOut"] = json!(true);
     let o = run(&d, doc).await;
@@ -180,14 +233,20 @@ async fn multi_byte_output_is_cut_on_character_boundaries() {
     let details = bounded(&o.status_details);
     let out = &details["stdout"];
     assert!(out.chars().count() <= 1024, "{}", out.chars().count());
-    assert!(out.ends_with("é€😀"), "keeps the end, whole characters only");
+    assert!(
+        out.ends_with("é€😀"),
+        "keeps the end, whole characters only"
+    );
     assert!(!out.contains('\u{FFFD}'), "no broken characters");
 }
 
 #[tokio::test]
 async fn compact_operations_run_their_handler_with_the_document_on_stdin() {
     let d = handlers(&[
-        ("area", r#"read doc; w=$(echo "$doc" | sed 's/.*"w":\([0-9]*\).*/\1/'); echo "{\"result\": \"$((w * 2))\", \"env\": \"$(env | sort | tr '\n' ' ')\"}""#),
+        (
+            "area",
+            r#"read doc; w=$(echo "$doc" | sed 's/.*"w":\([0-9]*\).*/\1/'); echo "{\"result\": \"$((w * 2))\", \"env\": \"$(env | sort | tr '\n' ' ')\"}""#,
+        ),
         ("crash", "echo broken >&2; exit 7"),
     ]);
     let o = run(&d, json!({"operation": "area", "w": 21})).await;
@@ -198,7 +257,10 @@ async fn compact_operations_run_their_handler_with_the_document_on_stdin() {
     assert!(env.contains("AWS_IOT_THING_NAME=t"), "{env}");
     assert!(!env.contains("SVCUID"), "{env}");
     let o = run(&d, json!({"operation": "crash"})).await;
-    assert_eq!((o.status, o.status_details["exitCode"].as_str()), (JobStatus::Failed, "7"));
+    assert_eq!(
+        (o.status, o.status_details["exitCode"].as_str()),
+        (JobStatus::Failed, "7")
+    );
     let o = run(&d, json!({"operation": "no-such-thing"})).await;
     assert_eq!(o.status, JobStatus::Rejected);
 }

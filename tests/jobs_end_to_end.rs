@@ -56,6 +56,7 @@ fn spawn_handler(s: &Setup) -> Child {
         .env("SVCUID", TOKEN)
         .env("AWS_IOT_THING_NAME", THING)
         .env("GGJH_LOG", "debug")
+        .env("GGJH_BOOT_ID_FILE", s.work_dir().join("boot_id"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -277,4 +278,202 @@ async fn the_component_exits_non_zero_when_the_nucleus_goes_away_and_zero_on_sig
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+fn handler_script(s: &Setup, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = s.work_dir().join("handlers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+async fn wait_file(path: &std::path::Path) {
+    within(&format!("{} to appear", path.display()), async {
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.split_whitespace().nth(2) != Some("Z"))
+        .unwrap_or(false)
+}
+
+async fn kill_9(handler: &mut Child) {
+    handler.start_kill().unwrap();
+    within("the component dies", handler.wait()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_job_then_restart_reports_the_job_failed_and_kills_its_leftovers() {
+    let s = setup(true, json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000}));
+    std::fs::write(s.work_dir().join("boot_id"), "boot-1").unwrap();
+    handler_script(&s, "install.sh", "echo $$ > step.pid; sleep 300");
+    create(
+        &s,
+        "install",
+        json!({"version": "1.0", "steps": [
+            {"action": {"name": "install", "type": "runHandler", "input": {"handler": "install.sh"}}}
+        ]}),
+    );
+    let mut handler = spawn_handler(&s);
+    running(&s).await;
+    let pid_file = s.work_dir().join("handlers/step.pid");
+    wait_file(&pid_file).await;
+    wait_status(&s, "install", JobStatus::InProgress).await;
+    kill_9(&mut handler).await;
+    let step_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        process_alive(step_pid),
+        "the step outlives a SIGKILL of the handler"
+    );
+    // The job is still IN_PROGRESS in the cloud: nothing has told it otherwise yet.
+    assert_eq!(
+        status(&s, "install").map(|x| x.0),
+        Some(JobStatus::InProgress)
+    );
+
+    s.emulator.nucleus().forget_state(COMPONENT);
+    let _restarted = spawn_handler(&s);
+    running(&s).await;
+    let details = wait_status(&s, "install", JobStatus::Failed).await;
+    let reason = details
+        .iter()
+        .find(|(k, _)| k == "reason")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("interrupted") && reason.contains("handler stopped"),
+        "{details:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !process_alive(step_pid),
+        "the leftover step was killed on restart"
+    );
+    // The journal is empty again once the cloud has the result.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let journal =
+        greengrass_jobs_handler::journal::Journal::open(&s.work_dir().join("journal/jobs.journal"))
+            .unwrap();
+    assert!(journal.jobs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_reboots_the_device_succeeds_after_the_reboot() {
+    let s_dir_config = |work: &std::path::Path| {
+        json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000,
+               "rebootCommand": [work.join("handlers/fake-reboot.sh").to_string_lossy()], "rebootWaitSeconds": 120})
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipc.socket");
+    let emulator = Emulator::with_thing(THING, true);
+    let work = tempfile::tempdir().unwrap();
+    emulator
+        .nucleus()
+        .register(COMPONENT, TOKEN, s_dir_config(work.path()));
+    let server = emulator.serve_ipc(&socket).unwrap();
+    let s = Setup {
+        emulator,
+        work,
+        _server: server,
+        socket,
+        _dir: dir,
+    };
+    std::fs::write(s.work_dir().join("boot_id"), "boot-1").unwrap();
+    handler_script(&s, "fake-reboot.sh", "touch reboot-requested");
+    create(&s, "reboot-1", json!({"operation": "reboot"}));
+    let mut handler = spawn_handler(&s);
+    running(&s).await;
+    wait_file(&s.work_dir().join("reboot-requested")).await;
+    // The device goes down with the handler, and comes back with a new boot id.
+    kill_9(&mut handler).await;
+    assert_eq!(
+        status(&s, "reboot-1").map(|x| x.0),
+        Some(JobStatus::InProgress)
+    );
+    std::fs::write(s.work_dir().join("boot_id"), "boot-2").unwrap();
+    s.emulator.nucleus().forget_state(COMPONENT);
+    let _after = spawn_handler(&s);
+    let details = wait_status(&s, "reboot-1", JobStatus::Succeeded).await;
+    assert_eq!(details, vec![("reboot".to_owned(), "completed".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_is_rejected_when_not_enabled() {
+    let s = setup(true, quick());
+    create(&s, "reboot-2", json!({"operation": "reboot"}));
+    let _handler = spawn_handler(&s);
+    let details = wait_status(&s, "reboot-2", JobStatus::Rejected).await;
+    assert!(details[0].1.contains("rebootCommand"), "{details:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_dispatched_to_a_worker_component_over_local_pubsub() {
+    use greengrass_jobs_handler::ipc::model::{PublishMessage, SubscriptionResponseMessage};
+    use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient};
+    let s = setup(
+        true,
+        json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000,
+               "workerOperations": ["remote-add", "silent"], "workerTimeoutSeconds": 2}),
+    );
+    // Another Greengrass component: the on-premises worker of seed 004.
+    s.emulator
+        .nucleus()
+        .register("WorkerComponent", "worker-token", json!({}));
+    let worker = IpcClient::connect(&s.socket, "worker-token", ClientOptions::default())
+        .await
+        .unwrap();
+    let mut requests = worker
+        .subscribe_to_topic("greengrass-jobs-handler/request/remote-add", None)
+        .await
+        .unwrap();
+    let replier = worker.clone();
+    tokio::spawn(async move {
+        while let Some(SubscriptionResponseMessage::JsonMessage(m)) = requests.recv().await {
+            let request = m.message.unwrap_or_default();
+            let doc = &request["document"];
+            let sum = doc["a"].as_i64().unwrap_or(0) + doc["b"].as_i64().unwrap_or(0);
+            let reply = json!({"correlationId": request["correlationId"], "status": "SUCCEEDED",
+                               "statusDetails": {"result": sum.to_string(), "worker": "WorkerComponent"}});
+            let topic = request["replyTopic"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            replier
+                .publish_to_topic(&topic, PublishMessage::json(reply))
+                .await
+                .unwrap();
+        }
+    });
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    create(
+        &s,
+        "remote-1",
+        json!({"operation": "remote-add", "a": 40, "b": 2}),
+    );
+    let details = wait_status(&s, "remote-1", JobStatus::Succeeded).await;
+    assert_eq!(
+        details,
+        vec![
+            ("result".to_owned(), "42".to_owned()),
+            ("worker".to_owned(), "WorkerComponent".to_owned())
+        ]
+    );
+    // A worker that never answers: the job fails with the reason, it does not hang.
+    create(&s, "silent-1", json!({"operation": "silent"}));
+    let details = wait_status(&s, "silent-1", JobStatus::Failed).await;
+    assert!(details[0].1.contains("did not reply"), "{details:?}");
 }
