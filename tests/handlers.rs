@@ -88,7 +88,7 @@ fn handler_step(name: &str, handler: &str, args: &[&str]) -> Value {
 fn alive(pid: i32) -> bool {
     // A zombie still answers kill(0); read its state instead.
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.split_whitespace().nth(2).is_some_and(|s| s == "Z"),
+        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"),
         Err(_) => false,
     }
 }
