@@ -116,6 +116,9 @@ pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings
     if let Some(s) = number(config, "safetyPollSeconds") {
         engine.safety_poll = (s > 0).then(|| Duration::from_secs(s.max(60)));
     }
+    if let Some(n) = number(config, "maxConcurrentJobs") {
+        engine.max_concurrent_jobs = n.clamp(1, 16) as usize;
+    }
     if let Some(m) = number(config, "stepTimeoutMinutes") {
         engine.step_timeout_minutes = (m > 0).then_some(m.min(10_080) as i64);
     }

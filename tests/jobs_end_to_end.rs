@@ -477,3 +477,27 @@ async fn jobs_dispatched_to_a_worker_component_over_local_pubsub() {
     let details = wait_status(&s, "silent-1", JobStatus::Failed).await;
     assert!(details[0].1.contains("did not reply"), "{details:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_one_at_a_time_unless_configured() {
+    for (max, both_running) in [(1, false), (2, true)] {
+        let s = setup(true, json!({"jitterMaxMs": 0, "maxConcurrentJobs": max}));
+        create(&s, "long-a", json!({"operation": "sleep", "seconds": 1.5}));
+        create(&s, "long-b", json!({"operation": "sleep", "seconds": 1.5}));
+        let _handler = spawn_handler(&s);
+        running(&s).await;
+        wait_status(&s, "long-a", JobStatus::InProgress).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let b = status(&s, "long-b").map(|x| x.0);
+        assert_eq!(
+            b == Some(JobStatus::InProgress),
+            both_running,
+            "max {max}: long-b is {b:?}"
+        );
+        wait_status(&s, "long-b", JobStatus::Succeeded).await;
+        assert_eq!(
+            status(&s, "long-a").map(|x| x.0),
+            Some(JobStatus::Succeeded)
+        );
+    }
+}

@@ -43,6 +43,8 @@ pub struct EngineConfig {
     pub safety_poll: Option<Duration>,
     /// `stepTimeoutInMinutes` sent when a job is started.
     pub step_timeout_minutes: Option<i64>,
+    /// Jobs run at the same time (1: one after the other).
+    pub max_concurrent_jobs: usize,
 }
 
 impl EngineConfig {
@@ -56,6 +58,7 @@ impl EngineConfig {
             max_backoff: Duration::from_secs(300),
             safety_poll: None,
             step_timeout_minutes: None,
+            max_concurrent_jobs: 1,
         }
     }
 }
@@ -202,7 +205,8 @@ pub struct Engine {
     /// Another query is wanted once the running one ends.
     requery: bool,
     candidates: VecDeque<String>,
-    active: Option<Active>,
+    /// Jobs being started, run or reported (at most `max_concurrent_jobs`).
+    active: Vec<Active>,
     /// Executions known not to be ours: (jobId, executionNumber).
     foreign: HashSet<(String, i64)>,
     next_safety_poll: Option<Millis>,
@@ -235,12 +239,29 @@ impl Engine {
             query: QueryState::Idle,
             requery: false,
             candidates: VecDeque::new(),
-            active: None,
+            active: Vec::new(),
             foreign: HashSet::new(),
             next_safety_poll: None,
             recovered: HashMap::new(),
             deferred: Vec::new(),
         }
+    }
+
+    fn at_capacity(&self) -> bool {
+        self.active.len() >= self.config.max_concurrent_jobs.max(1)
+    }
+
+    fn active_mut(&mut self, job_id: &str) -> Option<&mut Active> {
+        self.active.iter_mut().find(|a| a.job_id == job_id)
+    }
+
+    fn take_active(&mut self, job_id: &str) -> Option<Active> {
+        let pos = self.active.iter().position(|a| a.job_id == job_id)?;
+        Some(self.active.remove(pos))
+    }
+
+    fn is_active(&self, job_id: &str) -> bool {
+        self.active.iter().any(|a| a.job_id == job_id)
     }
 
     /// Tells the engine how a job interrupted before this process started really ended (from
@@ -280,7 +301,7 @@ impl Engine {
 
     /// Whether a job is being started, run or reported.
     pub fn busy(&self) -> bool {
-        self.active.is_some()
+        !self.active.is_empty()
     }
 
     /// Feeds one input at time `now`; returns what to do, in order.
@@ -454,7 +475,11 @@ impl Engine {
                 details_rejected,
                 ..
             } => {
-                let version = self.active.as_ref().map(|a| a.version);
+                let version = self
+                    .active
+                    .iter()
+                    .find(|a| &a.job_id == job_id)
+                    .map(|a| a.version);
                 let details = if *details_rejected {
                     let mut d = StatusDetails::new();
                     d.insert(
@@ -577,7 +602,7 @@ impl Engine {
                         out,
                     ),
                     Some(e) => {
-                        if let Some(a) = self.active.as_mut().filter(|a| a.job_id == job_id) {
+                        if let Some(a) = self.active_mut(&job_id) {
                             a.version = a.version.max(e.version_number);
                         }
                     }
@@ -598,7 +623,7 @@ impl Engine {
                 let state = serde_json::from_slice::<UpdateAccepted>(payload)
                     .ok()
                     .and_then(|u| u.execution_state);
-                let Some(active) = self.active.as_mut().filter(|a| a.job_id == job_id) else {
+                let Some(active) = self.active_mut(&job_id) else {
                     return;
                 };
                 active.version = state.map_or(version + 1, |s| s.version_number);
@@ -616,7 +641,7 @@ impl Engine {
                 job_id, outcome, ..
             } => {
                 tracing::info!(job_id = %job_id, status = %outcome.status, "job result reported");
-                if let Some(a) = self.active.take() {
+                if let Some(a) = self.take_active(&job_id) {
                     out.push(Action::Forget {
                         job_id: a.job_id,
                         execution_number: a.execution_number,
@@ -673,14 +698,14 @@ impl Engine {
                 ErrorCode::VersionMismatch => {
                     // Someone changed the execution since we read it: read it again.
                     tracing::info!(job_id = %job_id, "version changed before start; re-reading the execution");
-                    self.active = None;
+                    self.take_active(&job_id);
                     self.candidates.push_front(job_id);
                     self.query = QueryState::Running;
                     self.next_candidate(now, out);
                 }
                 _ => {
                     tracing::warn!(job_id = %job_id, execution_number, ?code, %message, "job could not be started; looking for others");
-                    self.active = None;
+                    self.take_active(&job_id);
                     self.query = QueryState::Running;
                     self.next_candidate(now, out);
                 }
@@ -707,7 +732,7 @@ impl Engine {
                         ),
                     (ErrorCode::VersionMismatch, Some(s)) => {
                         tracing::info!(job_id = %job_id, version = s.version_number, "version moved on; reporting the result again");
-                        if let Some(a) = self.active.as_mut() {
+                        if let Some(a) = self.active_mut(&job_id) {
                             a.version = s.version_number;
                         }
                         let request = Request::Finish {
@@ -767,7 +792,7 @@ impl Engine {
 
     fn finish_done(&mut self, now: Millis, job_id: &str, note: &str) {
         tracing::warn!(job_id = %job_id, "{note}");
-        if let Some(a) = self.active.take() {
+        if let Some(a) = self.take_active(job_id) {
             self.deferred.push(Action::Forget {
                 job_id: a.job_id,
                 execution_number: a.execution_number,
@@ -783,7 +808,7 @@ impl Engine {
         reason: &str,
         out: &mut Vec<Action>,
     ) {
-        let Some(active) = self.active.take_if(|a| a.job_id == job_id) else {
+        let Some(active) = self.take_active(job_id) else {
             return;
         };
         tracing::warn!(job_id = %job_id, %reason, "stopping the job");
@@ -825,13 +850,13 @@ impl Engine {
                 execution_number,
             });
         }
-        let active_id = self.active.as_ref().map(|a| a.job_id.clone());
+
         let mut candidates = VecDeque::new();
         for s in list.in_progress_jobs.iter().chain(list.queued_jobs.iter()) {
             let known_foreign = self
                 .foreign
                 .contains(&(s.job_id.clone(), s.execution_number));
-            if !known_foreign && active_id.as_deref() != Some(s.job_id.as_str()) {
+            if !known_foreign && !self.is_active(&s.job_id) {
                 candidates.push_back(s.job_id.clone());
             }
         }
@@ -846,8 +871,8 @@ impl Engine {
     }
 
     fn next_candidate(&mut self, now: Millis, out: &mut Vec<Action>) {
-        if self.active.is_some() {
-            // Busy: the rest waits for the query after this job.
+        if self.at_capacity() {
+            // Busy: the rest waits for the query after a job ends.
             self.candidates.clear();
         }
         match self.candidates.pop_front() {
@@ -874,8 +899,9 @@ impl Engine {
             return self.next_candidate(now, out);
         };
         match self.consider(now, execution, out) {
+            Considered::Started if !self.at_capacity() => self.next_candidate(now, out),
             Considered::Started => {
-                // The rest of the queue is looked at again once this job is reported.
+                // The rest of the queue is looked at again once a job is reported.
                 self.candidates.clear();
                 self.query = QueryState::Idle;
             }
@@ -888,7 +914,7 @@ impl Engine {
 
     /// Decides what to do with one execution seen in a describe or notify-next.
     fn consider(&mut self, now: Millis, e: JobExecution, out: &mut Vec<Action>) -> Considered {
-        if self.active.as_ref().is_some_and(|a| a.job_id == e.job_id) {
+        if self.is_active(&e.job_id) {
             return Considered::Skipped;
         }
         let ownership = classify(e.job_document.as_ref());
@@ -897,13 +923,13 @@ impl Engine {
             self.foreign.insert((e.job_id, e.execution_number));
             return Considered::Skipped;
         }
-        if self.active.is_some() {
+        if self.at_capacity() {
             return Considered::Skipped;
         }
         match (e.status, ownership) {
             (JobStatus::Queued, Ownership::Ours(document)) => {
                 tracing::info!(job_id = %e.job_id, execution_number = e.execution_number, "starting job");
-                self.active = Some(Active {
+                self.active.push(Active {
                     job_id: e.job_id.clone(),
                     execution_number: e.execution_number,
                     version: e.version_number,
@@ -970,7 +996,7 @@ impl Engine {
         outcome: JobOutcome,
         out: &mut Vec<Action>,
     ) {
-        self.active = Some(Active {
+        self.active.push(Active {
             job_id: e.job_id.clone(),
             execution_number: e.execution_number,
             version: e.version_number,
@@ -994,24 +1020,27 @@ impl Engine {
                 return;
             }
         };
-        if let Some(active) = &self.active {
-            let still_head = notification
-                .execution
-                .as_ref()
-                .is_some_and(|e| e.job_id == active.job_id);
-            if active.phase == ActivePhase::Running && !still_head {
-                // The running job may have been canceled: check, without assuming.
-                let job_id = active.job_id.clone();
-                let checking = self.in_flight.values().any(|f| {
-                    f.request
-                        == Request::CheckActive {
-                            job_id: job_id.clone(),
-                        }
-                });
-                if !checking {
-                    self.send(now, Request::CheckActive { job_id }, 0, out);
-                }
+        // Running jobs that notify-next no longer names may have been canceled: check them,
+        // without assuming.
+        let head = notification.execution.as_ref().map(|e| e.job_id.clone());
+        let to_check: Vec<String> = self
+            .active
+            .iter()
+            .filter(|a| {
+                a.phase == ActivePhase::Running && head.as_deref() != Some(a.job_id.as_str())
+            })
+            .map(|a| a.job_id.clone())
+            .collect();
+        for job_id in to_check {
+            let checking = self
+                .in_flight
+                .values()
+                .any(|f| matches!(&f.request, Request::CheckActive { job_id: j } if *j == job_id));
+            if !checking {
+                self.send(now, Request::CheckActive { job_id }, 0, out);
             }
+        }
+        if self.at_capacity() {
             return;
         }
         match notification.execution {
@@ -1049,7 +1078,7 @@ impl Engine {
                 return;
             }
         };
-        if self.active.is_some() {
+        if self.at_capacity() {
             return;
         }
         let unseen = notify.jobs.values().flatten().any(|s| {
@@ -1071,7 +1100,7 @@ impl Engine {
         outcome: JobOutcome,
         out: &mut Vec<Action>,
     ) {
-        let matches = self.active.as_ref().is_some_and(|a| {
+        let matches = self.active.iter().any(|a| {
             a.job_id == job_id
                 && a.execution_number == execution_number
                 && a.phase == ActivePhase::Running
@@ -1083,7 +1112,7 @@ impl Engine {
             );
             return;
         }
-        if let Some(a) = self.active.as_mut() {
+        if let Some(a) = self.active_mut(job_id) {
             a.phase = ActivePhase::Finishing;
         }
         tracing::info!(job_id, status = %outcome.status, "job finished; reporting the result");

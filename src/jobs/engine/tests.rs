@@ -711,3 +711,61 @@ fn journal_outcomes_are_reported_for_interrupted_jobs_and_settled_ones_forgotten
     );
     assert_eq!(forgets(&acts), ["reboot-job"]);
 }
+
+#[test]
+fn concurrency_is_one_by_default_and_configurable() {
+    for (max, expect_started) in [(1usize, 1usize), (2, 2)] {
+        let mut config = EngineConfig::new(THING);
+        config.max_jitter = Duration::ZERO;
+        config.max_concurrent_jobs = max;
+        let mut e = Engine::new(config, 3);
+        let (_, get) = published(&e.handle(0, Input::Started));
+        let queued: Vec<Value> = ["a", "b", "c"]
+            .iter()
+            .map(|j| json!({"jobId": j, "executionNumber": 1, "versionNumber": 1}))
+            .collect();
+        let acts = reply(
+            &mut e,
+            1,
+            &format!("{P}get/accepted"),
+            json!({"clientToken": token(&get), "queuedJobs": queued}),
+        );
+        let mut pending: std::collections::VecDeque<Action> = acts.into();
+        let mut started = Vec::new();
+        let mut t = 2;
+        // Answer every describe and start until the engine stops asking.
+        while let Some(action) = pending.pop_front() {
+            let Action::Publish { topic, payload } = action else {
+                continue;
+            };
+            let body: Value = serde_json::from_slice(&payload).unwrap();
+            let job = topic
+                .trim_start_matches(P)
+                .split('/')
+                .next()
+                .unwrap()
+                .to_owned();
+            let acts = if topic.ends_with("/get") {
+                reply(
+                    &mut e,
+                    t,
+                    &format!("{topic}/accepted"),
+                    json!({"clientToken": token(&body), "execution": execution(&job, "QUEUED", 1, ours("echo"))}),
+                )
+            } else if topic.ends_with("/update") {
+                started.push(job.clone());
+                reply(
+                    &mut e,
+                    t,
+                    &format!("{topic}/accepted"),
+                    json!({"clientToken": token(&body), "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}}),
+                )
+            } else {
+                Vec::new()
+            };
+            pending.extend(acts);
+            t += 1;
+        }
+        assert_eq!(started.len(), expect_started, "max {max}: {started:?}");
+    }
+}
