@@ -13,6 +13,30 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Every configuration key the component reads (the recipe gives each a default).
+pub const CONFIGURATION_KEYS: &[&str] = &[
+    "thingName",
+    "reconnectTopic",
+    "jitterMaxMs",
+    "responseTimeoutMs",
+    "maxBackoffMs",
+    "safetyPollSeconds",
+    "stepTimeoutMinutes",
+    "maxConcurrentJobs",
+    "handlerDirectory",
+    "stepTimeoutSeconds",
+    "jobTimeoutSeconds",
+    "workerOperations",
+    "workerRequestTopicPrefix",
+    "workerReplyTopic",
+    "workerTimeoutSeconds",
+    "rebootCommand",
+    "rebootWaitSeconds",
+    "journalPath",
+    "logLevel",
+    "logFormat",
+];
+
 /// Environment variable the nucleus sets to the core device's thing name.
 pub const ENV_THING_NAME: &str = "AWS_IOT_THING_NAME";
 const THING_PLACEHOLDER: &str = "{iot:thingName}";
@@ -26,6 +50,7 @@ pub struct Settings {
     pub bridge: Option<BridgeConfig>,
     pub journal_path: PathBuf,
     pub log_level: String,
+    pub log_format: String,
 }
 
 /// PATH given to handler processes (nothing else of the component's environment is passed).
@@ -155,12 +180,14 @@ pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings
     let journal_path = PathBuf::from(
         text(config, "journalPath").unwrap_or_else(|| "journal/jobs.journal".to_owned()),
     );
+    let log_format = text(config, "logFormat").unwrap_or_else(|| "text".to_owned());
     Ok(Settings {
         engine,
         exec,
         bridge,
         journal_path,
         log_level,
+        log_format,
     })
 }
 

@@ -7,7 +7,8 @@
 //! deadline. Must not know: the Jobs API (the engine's) or how jobs run (the executor's).
 
 use crate::exec::{Executor, Progress, ProgressSink, RunContext};
-use crate::ipc::model::{IoTCoreMessage, Qos};
+use crate::ipc::model::{ConfigurationUpdateEvents, IoTCoreMessage, Qos};
+use crate::ipc::Subscription;
 use crate::ipc::{IpcClient, IpcError};
 use crate::jobs::engine::{Action, Engine, Input, JobOutcome, JobRun, Millis};
 use crate::journal::{self, InFlightJob, Journal};
@@ -166,12 +167,52 @@ impl Running {
     }
 }
 
-/// Runs the handler until `shutdown` resolves (Ok) or IPC is lost (Err).
+/// Reads the configuration again after an update and applies what can change at run time.
+async fn apply_configuration(
+    client: &IpcClient,
+    env_thing: Option<&str>,
+    engine: &mut Engine,
+    executor: &Arc<dyn Executor>,
+    now: Millis,
+) -> Option<String> {
+    let value = match client.get_configuration(&[]).await {
+        Ok(r) => r.value.unwrap_or_default(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the updated configuration; keeping the current one");
+            return None;
+        }
+    };
+    let settings = match crate::config::settings(&value, env_thing) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "updated configuration unusable; keeping the current one");
+            return None;
+        }
+    };
+    if std::env::var_os("GGJH_LOG").is_none() {
+        crate::logging::configure(&settings.log_level, &settings.log_format);
+    }
+    executor.reconfigure(&settings.exec);
+    engine.reconfigure(now, settings.engine)
+}
+
+async fn next_config_event(
+    events: &mut Option<Subscription<ConfigurationUpdateEvents>>,
+) -> Option<()> {
+    match events {
+        Some(e) => e.recv().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the handler until `shutdown` resolves (Ok) or IPC is lost (Err). `env_thing` is the
+/// thing name from the environment, used when configuration updates are read again.
 pub async fn run(
     client: IpcClient,
     mut engine: Engine,
     executor: Arc<dyn Executor>,
     journal: Journal,
+    env_thing: Option<String>,
     on_subscribed: impl Future<Output = ()>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), HandlerError> {
@@ -180,7 +221,14 @@ pub async fn run(
     recover_from_journal(&mut engine, &journal);
     let journal: SharedJournal = Arc::new(Mutex::new(journal));
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
-    subscribe_all(&client, engine.subscriptions(), messages_tx).await?;
+    subscribe_all(&client, engine.subscriptions(), messages_tx.clone()).await?;
+    let mut config_events = match client.subscribe_to_configuration_update(&[]).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch configuration updates; changes need a restart");
+            None
+        }
+    };
     tracing::info!(
         thing = %engine.config().thing_name,
         reconnect_topic = %engine.config().reconnect_topic,
@@ -249,6 +297,26 @@ pub async fn run(
                 return Ok(());
             }
             _ = client.closed() => return Err(HandlerError::IpcLost),
+            event = next_config_event(&mut config_events) => {
+                if event.is_none() {
+                    config_events = None;
+                    continue;
+                }
+                // One key per event: let a burst arrive, then read the configuration once.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while let Some(e) = config_events.as_mut() {
+                    match tokio::time::timeout(Duration::ZERO, e.recv()).await {
+                        Ok(Some(_)) => continue,
+                        _ => break,
+                    }
+                }
+                tracing::info!("configuration updated");
+                if let Some(topic) = apply_configuration(&client, env_thing.as_deref(), &mut engine, &executor, now()).await {
+                    if let Err(e) = subscribe_all(&client, vec![topic.clone()], messages_tx.clone()).await {
+                        tracing::error!(%topic, error = %e, "cannot subscribe to the new reconnect topic");
+                    }
+                }
+            }
             Some(done) = finished.recv() => {
                 running.cancels.remove(&(done.job_id.clone(), done.execution_number));
                 actions = engine.handle(now(), Input::JobFinished {

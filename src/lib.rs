@@ -9,4 +9,5 @@ pub mod handler;
 pub mod ipc;
 pub mod jobs;
 pub mod journal;
+pub mod logging;
 pub mod topic;

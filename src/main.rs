@@ -18,15 +18,9 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
-    let level = std::env::var("GGJH_LOG")
-        .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_target(false)
-        .with_max_level(level)
-        .init();
+    // Until the configuration is read: GGJH_LOG, else info.
+    let level = std::env::var("GGJH_LOG").unwrap_or_else(|_| "info".to_owned());
+    greengrass_jobs_handler::logging::init(&level, "text");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,6 +69,9 @@ async fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if std::env::var_os("GGJH_LOG").is_none() {
+        greengrass_jobs_handler::logging::configure(&settings.log_level, &settings.log_format);
+    }
     let journal = match Journal::open(&settings.journal_path) {
         Ok(j) => j,
         Err(e) => {
@@ -107,7 +104,17 @@ async fn run() -> ExitCode {
         terminate.recv().await;
         tracing::info!("SIGTERM received, stopping");
     };
-    match handler::run(client, engine, executor, journal, on_subscribed, shutdown).await {
+    match handler::run(
+        client,
+        engine,
+        executor,
+        journal,
+        env_thing,
+        on_subscribed,
+        shutdown,
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "stopping; the nucleus will restart the component");

@@ -501,3 +501,36 @@ async fn jobs_run_one_at_a_time_unless_configured() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_changes_apply_while_running() {
+    let s = setup(false, quick());
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    let before = s.emulator.iot().subscription_count();
+    let path = vec!["reconnectTopic".to_owned()];
+    s.emulator.nucleus().update_configuration(
+        COMPONENT,
+        &path,
+        json!("fleet/custom/{iot:thingName}"),
+    );
+    within("the new reconnect topic is subscribed", async {
+        while s.emulator.iot().subscription_count() <= before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    queue_during_clean_disconnect(&s).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status(&s, "while-away").map(|x| x.0),
+        Some(JobStatus::Queued)
+    );
+    // A message on the newly configured topic is the reconnect signal now.
+    s.emulator.cloud().operator_publish(
+        &format!("fleet/custom/{THING}"),
+        br#"{"clientId":"core-1"}"#,
+        1,
+    );
+    wait_status(&s, "while-away", JobStatus::Succeeded).await;
+}

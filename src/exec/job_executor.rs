@@ -26,13 +26,16 @@ pub struct ExecSettings {
 }
 
 pub struct JobExecutor {
-    settings: ExecSettings,
+    settings: std::sync::Mutex<ExecSettings>,
     bridge: Option<Arc<Bridge>>,
 }
 
 impl JobExecutor {
     pub fn new(settings: ExecSettings, bridge: Option<Arc<Bridge>>) -> Self {
-        Self { settings, bridge }
+        Self {
+            settings: std::sync::Mutex::new(settings),
+            bridge,
+        }
     }
 
     fn handlers(settings: &ExecSettings) -> Result<HandlerDirectory, String> {
@@ -72,8 +75,16 @@ async fn reboot(settings: ExecSettings, ctx: RunContext) -> JobOutcome {
 }
 
 impl Executor for JobExecutor {
+    fn reconfigure(&self, settings: &ExecSettings) {
+        *self.settings.lock().unwrap_or_else(|p| p.into_inner()) = settings.clone();
+    }
+
     fn run(&self, run: JobRun, ctx: RunContext) -> JobFuture {
-        let settings = self.settings.clone();
+        let settings = self
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let bridge = self.bridge.clone();
         Box::pin(async move {
             match &run.document {

@@ -65,6 +65,9 @@ impl RunContext {
 /// Runs jobs.
 pub trait Executor: Send + Sync {
     fn run(&self, run: JobRun, ctx: RunContext) -> JobFuture;
+
+    /// New settings from a configuration update; jobs already running keep theirs.
+    fn reconfigure(&self, _settings: &job_executor::ExecSettings) {}
 }
 
 /// An outcome with the given status and details.

@@ -247,6 +247,35 @@ impl Engine {
         }
     }
 
+    /// Applies new settings while running. Returns a topic to subscribe to when the reconnect
+    /// topic changed. The thing name cannot change while running (it needs a restart).
+    pub fn reconfigure(&mut self, now: Millis, config: EngineConfig) -> Option<String> {
+        if config.thing_name != self.config.thing_name {
+            tracing::warn!(
+                running = %self.config.thing_name,
+                configured = %config.thing_name,
+                "thingName changed: takes effect after a restart"
+            );
+        }
+        let new_topic = (config.reconnect_topic != self.config.reconnect_topic)
+            .then(|| config.reconnect_topic.clone());
+        if config.safety_poll != self.config.safety_poll {
+            self.next_safety_poll = config.safety_poll.map(|every| now + ms(every));
+        }
+        let thing_name = std::mem::take(&mut self.config.thing_name);
+        self.config = EngineConfig {
+            thing_name,
+            ..config
+        };
+        tracing::info!(
+            reconnect_topic = %self.config.reconnect_topic,
+            max_jitter_ms = ms(self.config.max_jitter),
+            max_concurrent_jobs = self.config.max_concurrent_jobs,
+            "configuration applied"
+        );
+        new_topic
+    }
+
     fn at_capacity(&self) -> bool {
         self.active.len() >= self.config.max_concurrent_jobs.max(1)
     }

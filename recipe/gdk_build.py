@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Build step of `gdk component build` (GDK's `custom` build system runs only this command).
+
+Builds stripped static release binaries per architecture, places them where `gdk component
+publish` looks (greengrass-build/artifacts/<name>/<version>/greengrass-jobs-handler-<arch>) and
+writes greengrass-build/recipes/recipe.yaml with the name, version and author filled in and one
+manifest per architecture built.
+
+Environment:
+  GGJH_TARGETS            "triple=arch ..." (default: x86_64, aarch64 and armv7; see TARGETS)
+  GGJH_COMPONENT_NAME     overrides the component name of gdk-config.json
+  GGJH_COMPONENT_VERSION  overrides the version (gdk-config.json's; NEXT_PATCH is kept as GDK does)
+  CARGO_TARGET_DIR        where cargo builds (default: target)
+
+x86_64 and aarch64 are static musl builds linked by rust-lld (no C toolchain needed). armv7 is
+glibc 2.17 through cargo-zigbuild (ziglang from PyPI), since no armv7 musl std is published.
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BINARY = "greengrass-jobs-handler"
+TARGETS = "x86_64-unknown-linux-musl=x86_64 aarch64-unknown-linux-musl=aarch64 armv7-unknown-linux-gnueabihf.2.17=armv7"
+
+
+def component():
+    config = json.loads((ROOT / "gdk-config.json").read_text())
+    name, body = next(iter(config["component"].items()))
+    name = os.environ.get("GGJH_COMPONENT_NAME", name)
+    version = os.environ.get("GGJH_COMPONENT_VERSION", body["version"])
+    return name, version, body["author"]
+
+
+def build(triple, target_dir):
+    env = dict(os.environ)
+    if triple.endswith("-musl"):
+        env[f"CARGO_TARGET_{triple.upper().replace('-', '_')}_LINKER"] = "rust-lld"
+        command = ["cargo", "build"]
+    else:
+        command = ["cargo", "zigbuild"]
+    command += ["--release", "--locked", "--target", triple, "--bin", BINARY]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    return target_dir / triple.split(".")[0] / "release" / BINARY
+
+
+def render(template, name, version, author, arches):
+    text = template.replace("{COMPONENT_NAME}", name)
+    text = text.replace("{COMPONENT_VERSION}", version).replace("{COMPONENT_AUTHOR}", author)
+
+    def keep(match):
+        return match.group(0) if match.group(1) in arches else ""
+
+    text = re.sub(r"  # manifest (\S+)\n.*?  # end manifest\n", keep, text, flags=re.S)
+    return text
+
+
+def main():
+    name, version, author = component()
+    target_dir = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    if not target_dir.is_absolute():
+        target_dir = ROOT / target_dir
+    pairs = [p.split("=", 1) for p in os.environ.get("GGJH_TARGETS", TARGETS).split()]
+    out = ROOT / "greengrass-build"
+    shutil.rmtree(out, ignore_errors=True)
+    artifacts = out / "artifacts" / name / version
+    artifacts.mkdir(parents=True)
+    (out / "recipes").mkdir()
+    arches = []
+    for triple, arch in pairs:
+        binary = build(triple, target_dir)
+        dest = artifacts / f"{BINARY}-{arch}"
+        shutil.copyfile(binary, dest)
+        dest.chmod(0o755)
+        arches.append(arch)
+        print(f"artifact {dest.relative_to(ROOT)}: {dest.stat().st_size} bytes", flush=True)
+    template = (ROOT / "recipe" / "recipe.yaml").read_text()
+    (out / "recipes" / "recipe.yaml").write_text(render(template, name, version, author, arches))
+    print(f"built {name} {version} for {', '.join(arches)} into greengrass-build/")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"build failed: {e}")
