@@ -171,3 +171,64 @@ async fn packaged_run_reports_running_logs_plainly_and_stops_on_sigterm() {
     })
     .await;
 }
+
+/// A cross-built binary (`GGJH_CROSS_BINARY`, e.g. the aarch64 artifact of `recipe/gdk_build.py`)
+/// run under an emulator (`GGJH_CROSS_RUNNER`, e.g. `qemu-aarch64`) connects, reports RUNNING and
+/// runs a job. `.ci/run` runs it with the aarch64 artifact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs GGJH_CROSS_BINARY and GGJH_CROSS_RUNNER (bash .ci/run sets them)"]
+async fn cross_built_binary_runs_a_job() {
+    let binary = std::env::var("GGJH_CROSS_BINARY").expect("GGJH_CROSS_BINARY");
+    let runner = std::env::var("GGJH_CROSS_RUNNER").expect("GGJH_CROSS_RUNNER");
+    let root = tempfile::tempdir().unwrap();
+    let socket = root.path().join("ipc.socket");
+    let emulator = Emulator::with_thing(THING, true);
+    emulator
+        .nucleus()
+        .register(COMPONENT, TOKEN, json!({"jitterMaxMs": "0"}));
+    let _server = emulator.serve_ipc(&socket).unwrap();
+    emulator
+        .cloud()
+        .create_job(NewJob {
+            job_id: "cross".into(),
+            targets: vec![THING.into()],
+            document: json!({"operation": "add", "a": 1, "b": 1}),
+            ..NewJob::default()
+        })
+        .unwrap();
+    let mut child = tokio::process::Command::new(runner)
+        .arg(binary)
+        .current_dir(root.path())
+        .env("SVCUID", TOKEN)
+        .env("AWS_IOT_THING_NAME", THING)
+        .env(
+            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+            &socket,
+        )
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        emulator.nucleus().wait_for_state(COMPONENT, "RUNNING"),
+    )
+    .await
+    .expect("RUNNING under the emulator");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while emulator
+            .cloud()
+            .with_jobs(|j| j.execution("cross", THING, None).map(|e| e.status))
+            != Some(JobStatus::Succeeded)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the job ran");
+    signal(child.id().unwrap(), 15);
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("stopped")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
