@@ -534,3 +534,37 @@ async fn configuration_changes_apply_while_running() {
     );
     wait_status(&s, "while-away", JobStatus::Succeeded).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_job_runs_again_under_a_new_execution_number() {
+    use greengrass_jobs_handler::emulator::jobs_service::RetryConfig;
+    let s = setup(true, quick());
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    s.emulator
+        .cloud()
+        .create_job(NewJob {
+            job_id: "flaky".into(),
+            targets: vec![THING.into()],
+            document: json!({"operation": "fail", "message": "disk full"}),
+            retry: RetryConfig {
+                failed: 1,
+                timed_out: 0,
+            },
+            ..NewJob::default()
+        })
+        .unwrap();
+    within("both executions failed", async {
+        loop {
+            let done = s.emulator.cloud().with_jobs(|j| {
+                let e = j.executions_for_job("flaky");
+                e.len() == 2 && e.iter().all(|e| e.status == JobStatus::Failed)
+            });
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}

@@ -9,7 +9,7 @@
 //! Must not know: the Jobs rules themselves (the cloud's); the HTTP server is hyper.
 
 use super::cloud::Cloud;
-use super::jobs_service::{ControlError, Execution, Job, NewJob};
+use super::jobs_service::{ControlError, Execution, Job, NewJob, RetryConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -123,7 +123,7 @@ fn summary_json(e: &Execution) -> Value {
         "queuedAt": secs(e.queued_at_ms),
         "lastUpdatedAt": secs(e.last_updated_at_ms),
         "executionNumber": e.execution_number,
-        "retryAttempt": 0,
+        "retryAttempt": e.retry_attempt,
     });
     if let Some(s) = e.started_at_ms {
         v["startedAt"] = json!(secs(s));
@@ -319,6 +319,7 @@ fn create_job(cloud: &Cloud, job_id: &str, body: &Value) -> Reply {
         in_progress_timeout_minutes: body
             .pointer("/timeoutConfig/inProgressTimeoutInMinutes")
             .and_then(Value::as_i64),
+        retry: retry_config(body),
     };
     let description = new.description.clone();
     match cloud.create_job(new) {
@@ -331,6 +332,30 @@ fn create_job(cloud: &Cloud, job_id: &str, body: &Value) -> Reply {
         }
         Err(e) => from_control(e),
     }
+}
+
+fn retry_config(body: &Value) -> RetryConfig {
+    let mut retry = RetryConfig::default();
+    let criteria = body
+        .pointer("/jobExecutionsRetryConfig/criteriaList")
+        .and_then(Value::as_array);
+    for c in criteria.into_iter().flatten() {
+        let n = c
+            .get("numberOfRetries")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(10) as u32;
+        match c.get("failureType").and_then(Value::as_str) {
+            Some("FAILED") => retry.failed = n,
+            Some("TIMED_OUT") => retry.timed_out = n,
+            Some("ALL") => {
+                retry.failed = n;
+                retry.timed_out = n;
+            }
+            _ => {}
+        }
+    }
+    retry
 }
 
 /// Serves the control API on `addr` until the task is dropped; returns the bound address.

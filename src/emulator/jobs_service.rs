@@ -54,7 +54,18 @@ pub struct NewJob {
     pub description: Option<String>,
     pub namespace_id: Option<String>,
     pub in_progress_timeout_minutes: Option<i64>,
+    pub retry: RetryConfig,
 }
+
+/// `jobExecutionsRetryConfig`: how often a FAILED or TIMED_OUT execution is queued again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryConfig {
+    pub failed: u32,
+    pub timed_out: u32,
+}
+
+/// At most this many retries per device, across failure types.
+pub const MAX_RETRIES: u32 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -81,6 +92,7 @@ pub struct Job {
     pub description: Option<String>,
     pub namespace_id: Option<String>,
     pub in_progress_timeout_minutes: Option<i64>,
+    pub retry: RetryConfig,
     pub state: JobState,
     pub created_at_ms: u64,
     pub last_updated_at_ms: u64,
@@ -99,6 +111,8 @@ pub struct Execution {
     pub started_at_ms: Option<u64>,
     pub last_updated_at_ms: u64,
     pub version_number: i64,
+    /// 0 for the first execution, n for the n-th retry.
+    pub retry_attempt: u32,
     step_deadline_ms: Option<u64>,
     in_progress_deadline_ms: Option<u64>,
 }
@@ -194,6 +208,12 @@ impl JobsService {
                 format!("thing {t} does not exist"),
             ));
         }
+        if new.retry.failed + new.retry.timed_out > MAX_RETRIES {
+            return Err(control(
+                "InvalidRequestException",
+                format!("at most {MAX_RETRIES} retries per device"),
+            ));
+        }
         if let Some(m) = new.in_progress_timeout_minutes {
             if !(1..=10_080).contains(&m) {
                 return Err(control(
@@ -218,6 +238,7 @@ impl JobsService {
                 started_at_ms: None,
                 last_updated_at_ms: now_ms,
                 version_number: 1,
+                retry_attempt: 0,
                 step_deadline_ms: None,
                 in_progress_deadline_ms: None,
             });
@@ -228,6 +249,7 @@ impl JobsService {
                 description: new.description.clone(),
                 namespace_id: new.namespace_id.clone(),
                 in_progress_timeout_minutes: new.in_progress_timeout_minutes,
+                retry: new.retry,
                 state: JobState::InProgress,
                 created_at_ms: now_ms,
                 last_updated_at_ms: now_ms,
@@ -422,6 +444,7 @@ impl JobsService {
         let mut out = Vec::new();
         for thing in things {
             let before = self.snapshot(&thing);
+            let mut timed_out = Vec::new();
             for e in self.executions.get_mut(&thing).into_iter().flatten() {
                 if e.deadline().is_some_and(|d| d <= now_ms) {
                     tracing::info!(job_id = %e.job_id, thing = %thing, "execution timed out");
@@ -430,7 +453,11 @@ impl JobsService {
                     e.last_updated_at_ms = now_ms;
                     e.step_deadline_ms = None;
                     e.in_progress_deadline_ms = None;
+                    timed_out.push((e.job_id.clone(), e.execution_number));
                 }
+            }
+            for (job_id, number) in timed_out {
+                self.maybe_retry(&thing, &job_id, number, now_ms);
             }
             out.extend(self.notifications(&thing, before, now_ms));
         }
@@ -828,10 +855,76 @@ impl JobsService {
                 response["jobDocument"] = job.document.clone();
             }
         }
+        if status == JobStatus::Failed {
+            self.maybe_retry(thing, job_id, number, now_ms);
+        }
         self.complete_job_if_done(job_id, now_ms);
         let mut out = accept(response);
         out.extend(self.notifications(thing, before, now_ms));
         out
+    }
+
+    /// Queues the job again (executionNumber + 1) when its retry configuration allows it.
+    fn maybe_retry(&mut self, thing: &str, job_id: &str, execution_number: i64, now_ms: u64) {
+        let Some(retry) = self
+            .jobs
+            .get(job_id)
+            .filter(|j| j.state == JobState::InProgress)
+            .map(|j| j.retry)
+        else {
+            return;
+        };
+        let Some(list) = self.executions.get_mut(thing) else {
+            return;
+        };
+        let Some(ended) = list
+            .iter()
+            .find(|e| e.job_id == job_id && e.execution_number == execution_number)
+        else {
+            return;
+        };
+        let attempts = |status: JobStatus| {
+            list.iter()
+                .filter(|e| e.job_id == job_id && e.status == status)
+                .count() as u32
+        };
+        let allowed = match ended.status {
+            JobStatus::Failed => attempts(JobStatus::Failed) <= retry.failed,
+            JobStatus::TimedOut => attempts(JobStatus::TimedOut) <= retry.timed_out,
+            _ => false,
+        };
+        let attempt = ended.retry_attempt + 1;
+        if !allowed || attempt > MAX_RETRIES {
+            return;
+        }
+        let next = list
+            .iter()
+            .filter(|e| e.job_id == job_id)
+            .map(|e| e.execution_number)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        tracing::info!(
+            job_id,
+            thing,
+            execution_number = next,
+            attempt,
+            "execution queued again (retry)"
+        );
+        list.push(Execution {
+            job_id: job_id.to_owned(),
+            thing_name: thing.to_owned(),
+            execution_number: next,
+            status: JobStatus::Queued,
+            status_details: StatusDetails::new(),
+            queued_at_ms: now_ms,
+            started_at_ms: None,
+            last_updated_at_ms: now_ms,
+            version_number: 1,
+            retry_attempt: attempt,
+            step_deadline_ms: None,
+            in_progress_deadline_ms: None,
+        });
     }
 
     fn complete_job_if_done(&mut self, job_id: &str, now_ms: u64) {

@@ -454,3 +454,63 @@ fn control_plane_validation() {
     );
     assert!(s.create_thing("bad thing").is_err());
 }
+
+#[test]
+fn failed_and_timed_out_executions_are_retried_as_configured() {
+    let mut s = service();
+    let retry = RetryConfig {
+        failed: 1,
+        timed_out: 1,
+    };
+    s.create_job(
+        NewJob {
+            job_id: "r".into(),
+            targets: vec![T.into()],
+            document: json!({}),
+            in_progress_timeout_minutes: Some(1),
+            retry,
+            ..NewJob::default()
+        },
+        0,
+    )
+    .unwrap();
+    request(&mut s, "r/update", json!({"status": "IN_PROGRESS"}), 0);
+    let (_, _, notes) = request(&mut s, "r/update", json!({"status": "FAILED"}), 1000);
+    let e = s.execution("r", T, None).unwrap();
+    assert_eq!(
+        (e.execution_number, e.status, e.retry_attempt),
+        (2, JobStatus::Queued, 1)
+    );
+    assert_eq!(
+        payload(&notes, "notify")["jobs"]["QUEUED"][0]["executionNumber"],
+        2
+    );
+    // The retry times out: one TIMED_OUT retry is allowed.
+    request(&mut s, "r/update", json!({"status": "IN_PROGRESS"}), 2000);
+    s.tick(2000 + MIN);
+    assert_eq!(s.execution("r", T, None).unwrap().execution_number, 3);
+    // A second failure exceeds the FAILED budget: no more executions.
+    request(
+        &mut s,
+        "r/update",
+        json!({"status": "IN_PROGRESS"}),
+        3 * MIN,
+    );
+    request(&mut s, "r/update", json!({"status": "FAILED"}), 3 * MIN + 1);
+    let e = s.execution("r", T, None).unwrap();
+    assert_eq!((e.execution_number, e.status), (3, JobStatus::Failed));
+    // REJECTED is never retried.
+    s.create_job(
+        NewJob {
+            job_id: "n".into(),
+            targets: vec![T.into()],
+            document: json!({}),
+            retry,
+            ..NewJob::default()
+        },
+        0,
+    )
+    .unwrap();
+    request(&mut s, "n/update", json!({"status": "REJECTED"}), 10);
+    assert_eq!(s.execution("n", T, None).unwrap().execution_number, 1);
+}
