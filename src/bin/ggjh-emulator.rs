@@ -33,6 +33,13 @@ struct Args {
     /// Leave out the IoT rule that republishes `subscribed` events to `reconnect/<clientId>`.
     #[arg(long)]
     no_reconnect_rule: bool,
+    /// Deny IPC operations to components without `accessControl`, as the nucleus does.
+    #[arg(long)]
+    strict_access_control: bool,
+    /// Replace `{iot:thingName}` in `accessControl` (the nucleus's
+    /// interpolateComponentConfiguration; off by default there too).
+    #[arg(long)]
+    interpolate_component_configuration: bool,
     /// Address of the control API (port 0 picks a free port; the address is logged).
     #[arg(long, default_value = "127.0.0.1:0")]
     control: SocketAddr,
@@ -63,6 +70,10 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let emulator = Emulator::with_thing(&args.thing, !args.no_reconnect_rule);
+        emulator.nucleus().set_strict_access_control(args.strict_access_control);
+        emulator
+            .nucleus()
+            .set_interpolation(args.interpolate_component_configuration.then_some(args.thing.as_str()));
         for (name, token) in &args.components {
             let config = match args.configs.iter().find(|(n, _)| n == name) {
                 None => serde_json::json!({}),

@@ -5,6 +5,7 @@
 //! SubscribeToConfigurationUpdate, with the nucleus's modeled errors.
 //! Must not know: frames, stream ids or connection rules (that is [`super::ipc_session`]).
 
+use super::access_control::{MQTT_PROXY, PUBSUB};
 use super::bus::{BusSubscription, TopicBus};
 use super::cloud::Cloud;
 use super::nucleus::{ConfigError, Nucleus};
@@ -106,6 +107,32 @@ fn event_sender<E: Serialize>(
 }
 
 impl Services {
+    /// UnauthorizedError unless the component's accessControl allows the operation.
+    fn authorize(
+        &self,
+        ctx: &CallContext<'_>,
+        service: &str,
+        operation: &str,
+        resource: &str,
+    ) -> Result<(), Outcome> {
+        if self
+            .nucleus
+            .authorize(ctx.component, service, operation, resource)
+        {
+            return Ok(());
+        }
+        tracing::warn!(
+            component = ctx.component,
+            operation,
+            resource,
+            "IPC request not authorized"
+        );
+        Err(Outcome::Error(ErrorPayload::new(
+            code::UNAUTHORIZED_ERROR,
+            format!("Principal {} is not authorized to perform {service}:{operation} on resource {resource}", ctx.component),
+        )))
+    }
+
     pub fn handle(&self, ctx: &CallContext<'_>, operation: &str, payload: &[u8]) -> Outcome {
         let result = match operation {
             o if o == PublishToIoTCore::NAME => self.publish_to_iot_core(ctx, payload),
@@ -129,6 +156,7 @@ impl Services {
     ) -> Result<Outcome, Outcome> {
         let request: PublishToIoTCoreRequest = parse(payload)?;
         topic::validate_name(&request.topic_name).map_err(service_error)?;
+        self.authorize(ctx, MQTT_PROXY, PublishToIoTCore::NAME, &request.topic_name)?;
         let size = request.payload.as_ref().map_or(0, |p| p.0.len());
         if size > MAX_IOT_PAYLOAD {
             return Err(service_error(format!(
@@ -149,6 +177,12 @@ impl Services {
     ) -> Result<Outcome, Outcome> {
         let request: SubscribeToIoTCoreRequest = parse(payload)?;
         topic::validate_filter(&request.topic_name).map_err(service_error)?;
+        self.authorize(
+            ctx,
+            MQTT_PROXY,
+            SubscribeToIoTCore::NAME,
+            &request.topic_name,
+        )?;
         let send = event_sender::<IoTCoreMessage>(
             ctx.events,
             ctx.stream_id,
@@ -174,6 +208,7 @@ impl Services {
     fn publish_to_topic(&self, ctx: &CallContext<'_>, payload: &[u8]) -> Result<Outcome, Outcome> {
         let request: PublishToTopicRequest = parse(payload)?;
         topic::validate_name(&request.topic).map_err(service_error)?;
+        self.authorize(ctx, PUBSUB, PublishToTopic::NAME, &request.topic)?;
         self.local
             .publish(&request.topic, ctx.connection_id, &request.publish_message);
         Ok(response(PublishToTopic::RESPONSE_TYPE, &Empty {}))
@@ -191,6 +226,7 @@ impl Services {
                 e.to_string(),
             ))
         })?;
+        self.authorize(ctx, PUBSUB, SubscribeToTopic::NAME, &request.topic)?;
         let skip_own = request.receive_mode == Some(ReceiveMode::ReceiveMessagesFromOthers);
         let send = event_sender::<SubscriptionResponseMessage>(
             ctx.events,

@@ -5,6 +5,7 @@
 //! side ([`cloud`]: the IoT Core broker in [`iot_core`], the Jobs service in [`jobs_service`],
 //! the rules engine in [`rules`]).
 
+pub mod access_control;
 pub mod bus;
 pub mod cloud;
 pub mod control_api;

@@ -22,6 +22,10 @@ struct Watch {
 
 #[derive(Default)]
 struct State {
+    /// Deny components without `accessControl` (the real nucleus does); off by default.
+    strict_access_control: bool,
+    /// The thing name when `interpolateComponentConfiguration` is on.
+    interpolate_thing: Option<String>,
     tokens: HashMap<String, String>,
     configuration: HashMap<String, Value>,
     watches: Vec<Watch>,
@@ -63,6 +67,42 @@ impl Nucleus {
         state
             .configuration
             .insert(component.to_owned(), configuration);
+    }
+
+    /// Denies IPC operations to components that have no `accessControl`, as the nucleus does.
+    pub fn set_strict_access_control(&self, strict: bool) {
+        self.lock().strict_access_control = strict;
+    }
+
+    /// `interpolateComponentConfiguration`: `Some(thing)` replaces `{iot:thingName}` in
+    /// `accessControl` resources; `None` (the nucleus's default) leaves it literal.
+    pub fn set_interpolation(&self, thing_name: Option<&str>) {
+        self.lock().interpolate_thing = thing_name.map(str::to_owned);
+    }
+
+    /// Whether `component` may perform `operation` on `resource` of `service`. Components whose
+    /// configuration has no `accessControl` are allowed unless access control is strict.
+    pub fn authorize(
+        &self,
+        component: &str,
+        service: &str,
+        operation: &str,
+        resource: &str,
+    ) -> bool {
+        let state = self.lock();
+        let acl = state
+            .configuration
+            .get(component)
+            .and_then(|c| c.get("accessControl"));
+        match acl {
+            None => !state.strict_access_control,
+            Some(acl) => {
+                let interpolation = super::access_control::Interpolation {
+                    thing_name: state.interpolate_thing.clone(),
+                };
+                super::access_control::authorized(acl, service, operation, resource, &interpolation)
+            }
+        }
     }
 
     /// The component a token authenticates, if any.
