@@ -277,3 +277,55 @@ fn back_to_back_frames_split_anywhere_all_decode() {
         );
     }
 }
+
+/// Mutated and truncated frames, and random bytes, never panic the decoder or the RPC layer:
+/// every input decodes, waits for more bytes, or is refused with a typed error.
+#[test]
+fn mutated_frames_never_panic() {
+    use greengrass_jobs_handler::ipc::rpc::RpcMessage;
+    let seeds: Vec<Vec<u8>> = [
+        "smithy-rs/valid_with_all_headers_and_payload",
+        "aws-sdk-go/encoded/positive/all_headers",
+        "smithy-rs/valid_empty_payload",
+    ]
+    .iter()
+    .map(|p| vector(p))
+    .collect();
+    let mut rng = fastrand::Rng::with_seed(0x6767_6a68);
+    let mut outcomes = [0usize; 3];
+    for round in 0..20_000 {
+        let mut bytes = seeds[round % seeds.len()].clone();
+        match rng.u8(0..4) {
+            0 => {
+                let i = rng.usize(0..bytes.len());
+                bytes[i] ^= 1 << rng.u8(0..8);
+            }
+            1 => bytes.truncate(rng.usize(0..bytes.len())),
+            2 => {
+                // Fix the CRCs after a change so the structural checks are reached.
+                let i = rng.usize(12..bytes.len().max(13) - 4);
+                bytes[i] = rng.u8(..);
+                let total = bytes.len();
+                let prelude = crc32fast::hash(&bytes[..8]);
+                bytes[8..12].copy_from_slice(&prelude.to_be_bytes());
+                let message = crc32fast::hash(&bytes[..total - 4]);
+                bytes[total - 4..].copy_from_slice(&message.to_be_bytes());
+            }
+            _ => bytes = (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect(),
+        }
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::from(&bytes[..]);
+        match codec.decode(&mut buf) {
+            Ok(Some(frame)) => {
+                outcomes[0] += 1;
+                let _ = RpcMessage::from_frame(&frame);
+            }
+            Ok(None) => outcomes[1] += 1,
+            Err(_) => outcomes[2] += 1,
+        }
+    }
+    assert!(
+        outcomes.iter().all(|n| *n > 0),
+        "every kind of outcome was exercised: {outcomes:?}"
+    );
+}

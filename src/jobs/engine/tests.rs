@@ -769,3 +769,41 @@ fn concurrency_is_one_by_default_and_configurable() {
         assert_eq!(started.len(), expect_started, "max {max}: {started:?}");
     }
 }
+
+#[test]
+fn random_payloads_on_every_topic_never_panic_or_lose_the_running_job() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    let mut rng = fastrand::Rng::with_seed(42);
+    let topics = [
+        "notify-next",
+        "notify",
+        "get/accepted",
+        "get/rejected",
+        "start-next/accepted",
+        "job1/get/accepted",
+        "job1/update/rejected",
+        "x/update/accepted",
+    ];
+    let fragments = [
+        r#"{"clientToken":"#,
+        r#""ggjh-"#,
+        r#"{"execution":{"jobId":"job1","status":"CANCELED"}}"#,
+        "null",
+        "[",
+        "}",
+        r#"{"jobs":{"QUEUED":[{"jobId":"z"}]}}"#,
+        "\u{0}",
+        "é",
+    ];
+    for t in 0..5_000u64 {
+        let topic = format!("{P}{}", topics[rng.usize(0..topics.len())]);
+        let payload: String = (0..rng.usize(0..4))
+            .map(|_| fragments[rng.usize(0..fragments.len())])
+            .collect();
+        e.handle(100 + t, msg(&topic, payload.as_bytes()));
+    }
+    // Whatever arrived, the running job is still tracked and its result still reported.
+    let update = finish(&mut e, 10_000, "job1", JobStatus::Succeeded);
+    assert_eq!(update["status"], "SUCCEEDED");
+}
