@@ -27,6 +27,8 @@ struct Table<T> {
 /// A topic bus carrying messages of type `T`.
 pub struct TopicBus<T> {
     table: Mutex<Table<T>>,
+    /// The number of subscriptions, for observers that wait for a change.
+    count: tokio::sync::watch::Sender<usize>,
 }
 
 impl<T> Default for TopicBus<T> {
@@ -36,6 +38,7 @@ impl<T> Default for TopicBus<T> {
                 next_id: 1,
                 entries: Vec::new(),
             }),
+            count: tokio::sync::watch::channel(0).0,
         }
     }
 }
@@ -66,10 +69,16 @@ impl<T> TopicBus<T> {
             skip_own,
             deliver,
         });
+        self.count.send_replace(table.entries.len());
         BusSubscription {
             bus: Arc::clone(self),
             id,
         }
+    }
+
+    /// Follows the number of subscriptions.
+    pub fn watch_subscription_count(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.count.subscribe()
     }
 
     /// Delivers `message` to every subscription whose filter matches `topic`; returns how many.
@@ -85,6 +94,7 @@ impl<T> TopicBus<T> {
             delivered += usize::from(alive);
             alive
         });
+        self.count.send_replace(table.entries.len());
         delivered
     }
 
@@ -93,7 +103,9 @@ impl<T> TopicBus<T> {
     }
 
     fn unsubscribe(&self, id: u64) {
-        self.lock().entries.retain(|e| e.id != id);
+        let mut table = self.lock();
+        table.entries.retain(|e| e.id != id);
+        self.count.send_replace(table.entries.len());
     }
 }
 
