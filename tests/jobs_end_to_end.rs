@@ -568,3 +568,43 @@ async fn a_retried_job_runs_again_under_a_new_execution_number() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_topic_on_a_second_nucleus_connection_never_fires() {
+    use greengrass_jobs_handler::ipc::model::Qos;
+    use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient};
+    let s = setup(true, quick());
+    // Another component already holds 45 of the first connection's 50 subscriptions.
+    s.emulator
+        .nucleus()
+        .register("Busy", "busy-token", json!({}));
+    let busy = IpcClient::connect(&s.socket, "busy-token", ClientOptions::default())
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for i in 0..45 {
+        held.push(
+            busy.subscribe_to_iot_core(&format!("busy/{i}"), Qos::AtMostOnce)
+                .await
+                .unwrap(),
+        );
+    }
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    let connections = s.emulator.cloud().nucleus_connections();
+    let second = connections
+        .iter()
+        .find(|(id, _)| id == &format!("{THING}#2"))
+        .expect("a second connection");
+    assert!(
+        second.1.contains(&format!("reconnect/{THING}")),
+        "{connections:?}"
+    );
+    // AWS IoT sends no lifecycle events for "core-1#2": the rule never fires, the job strands.
+    queue_during_clean_disconnect(&s).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        status(&s, "while-away").map(|x| x.0),
+        Some(JobStatus::Queued)
+    );
+}

@@ -7,7 +7,7 @@
 //! Must not know: IPC frames or sessions.
 
 use super::bus::TopicBus;
-use super::iot_core::{Broker, Delivery, Publication};
+use super::iot_core::{Broker, Delivery, Publication, MAX_SUBSCRIPTIONS};
 use super::jobs_service::{ControlError, JobsService, NewJob, Output};
 use super::rules::Rule;
 use crate::ipc::model::MqttMessage;
@@ -27,8 +27,9 @@ struct State {
     broker: Broker,
     jobs: JobsService,
     rules: Vec<Rule>,
-    /// Filters the nucleus has subscribed on IoT Core, in order.
-    nucleus_filters: Vec<(String, u8)>,
+    /// Filters the nucleus has subscribed on IoT Core, in order, with the index of the
+    /// connection holding each (0: `<thing>`, n: `<thing>#<n+1>`).
+    nucleus_filters: Vec<(String, u8, usize)>,
     /// Publishes made while the nucleus was offline (its spooler).
     spool: Vec<Publication>,
 }
@@ -132,25 +133,79 @@ impl Cloud {
 
     /// SubscribeToIoTCore: the nucleus subscribes on IoT Core unless an existing subscription
     /// already covers the filter.
+    ///
+    /// Like the nucleus, it holds at most [`MAX_SUBSCRIPTIONS`] per connection and opens
+    /// `<thing>#2`, `<thing>#3`, … for the rest. AWS IoT sends no lifecycle events for those
+    /// client ids, so a reconnect topic subscribed there never fires the reconnect rule.
     pub fn subscribe_from_nucleus(&self, filter: &str, qos: u8) {
         let now = epoch_ms();
         let mut state = self.lock();
-        let covered = state.nucleus_filters.iter().any(|(f, q)| {
+        let covered = state.nucleus_filters.iter().any(|(f, q, _)| {
             *q >= qos
                 && (f == filter || (!filter.contains(['+', '#']) && topic::matches(f, filter)))
         });
         if covered {
             return;
         }
-        state.nucleus_filters.push((filter.to_owned(), qos));
-        if state.broker.is_connected(&self.thing_name) {
+        let mut index = 0;
+        while state
+            .nucleus_filters
+            .iter()
+            .filter(|(_, _, c)| *c == index)
+            .count()
+            >= MAX_SUBSCRIPTIONS
+        {
+            index += 1;
+        }
+        let client = self.connection_id(index);
+        state.nucleus_filters.push((filter.to_owned(), qos, index));
+        let online = state.broker.is_connected(&self.thing_name);
+        if online && index > 0 && !state.broker.is_connected(&client) {
+            tracing::info!(client_id = %client, "nucleus opens another MQTT connection (50 subscriptions each)");
+            let connected = state.broker.connect(&client, false, now);
+            for event in connected.events {
+                self.route(&mut state, event, now, 0);
+            }
+        }
+        if online {
             let events = state
                 .broker
-                .subscribe(&self.thing_name, &[(filter.to_owned(), qos)], now);
+                .subscribe(&client, &[(filter.to_owned(), qos)], now);
             for event in events {
                 self.route(&mut state, event, now, 0);
             }
         }
+    }
+
+    /// Client id of the nucleus's connection `index`.
+    fn connection_id(&self, index: usize) -> String {
+        if index == 0 {
+            self.thing_name.clone()
+        } else {
+            format!("{}#{}", self.thing_name, index + 1)
+        }
+    }
+
+    /// Client ids of the nucleus's connections, and the filters each holds.
+    pub fn nucleus_connections(&self) -> Vec<(String, Vec<String>)> {
+        let state = self.lock();
+        let count = state
+            .nucleus_filters
+            .iter()
+            .map(|(_, _, c)| c + 1)
+            .max()
+            .unwrap_or(1);
+        (0..count)
+            .map(|i| {
+                let filters = state
+                    .nucleus_filters
+                    .iter()
+                    .filter(|(_, _, c)| *c == i)
+                    .map(|(f, _, _)| f.clone())
+                    .collect();
+                (self.connection_id(i), filters)
+            })
+            .collect()
     }
 
     // ---- connection control ---------------------------------------------------------
@@ -159,11 +214,20 @@ impl Cloud {
     pub fn disconnect_nucleus(&self) {
         let now = epoch_ms();
         let mut state = self.lock();
-        let events = state
-            .broker
-            .disconnect(&self.thing_name, "CONNECTION_LOST", false, now);
-        for event in events {
-            self.route(&mut state, event, now, 0);
+        let connections = state
+            .nucleus_filters
+            .iter()
+            .map(|(_, _, c)| c + 1)
+            .max()
+            .unwrap_or(1);
+        for index in 0..connections {
+            let client = self.connection_id(index);
+            let events = state
+                .broker
+                .disconnect(&client, "CONNECTION_LOST", false, now);
+            for event in events {
+                self.route(&mut state, event, now, 0);
+            }
         }
         tracing::info!(client_id = %self.thing_name, "nucleus MQTT connection dropped");
     }
@@ -173,26 +237,41 @@ impl Cloud {
     pub fn reconnect_nucleus(&self, clean: bool) {
         let now = epoch_ms();
         let mut state = self.lock();
-        let connected = state.broker.connect(&self.thing_name, clean, now);
-        tracing::info!(
-            client_id = %self.thing_name,
-            clean,
-            session_present = connected.session_present,
-            replayed = connected.replayed.len(),
-            "nucleus MQTT connection back"
-        );
-        for event in connected.events {
-            self.route(&mut state, event, now, 0);
-        }
-        for delivery in connected.replayed {
-            self.deliver(&delivery);
-        }
-        if !connected.session_present {
-            let filters = state.nucleus_filters.clone();
-            for filter in filters {
-                let events = state.broker.subscribe(&self.thing_name, &[filter], now);
-                for event in events {
-                    self.route(&mut state, event, now, 0);
+        let connections = state
+            .nucleus_filters
+            .iter()
+            .map(|(_, _, c)| c + 1)
+            .max()
+            .unwrap_or(1);
+        for index in 0..connections {
+            let client = self.connection_id(index);
+            let connected = state.broker.connect(&client, clean, now);
+            tracing::info!(
+                client_id = %client,
+                clean,
+                session_present = connected.session_present,
+                replayed = connected.replayed.len(),
+                "nucleus MQTT connection back"
+            );
+            for event in connected.events {
+                self.route(&mut state, event, now, 0);
+            }
+            for delivery in connected.replayed {
+                self.deliver(&delivery);
+            }
+            if !connected.session_present {
+                // One SUBSCRIBE per topic, as the nucleus resubscribes.
+                let filters: Vec<(String, u8)> = state
+                    .nucleus_filters
+                    .iter()
+                    .filter(|(_, _, c)| *c == index)
+                    .map(|(f, q, _)| (f.clone(), *q))
+                    .collect();
+                for filter in filters {
+                    let events = state.broker.subscribe(&client, &[filter], now);
+                    for event in events {
+                        self.route(&mut state, event, now, 0);
+                    }
                 }
             }
         }
@@ -375,7 +454,12 @@ impl Cloud {
     }
 
     fn deliver(&self, delivery: &Delivery) {
-        if delivery.client_id == self.thing_name {
+        let nucleus = delivery.client_id == self.thing_name
+            || delivery
+                .client_id
+                .strip_prefix(self.thing_name.as_str())
+                .is_some_and(|rest| rest.starts_with('#'));
+        if nucleus {
             let message = MqttMessage::new(delivery.topic.clone(), delivery.payload.clone());
             self.nucleus_inbox.publish(&delivery.topic, 0, &message);
         }
