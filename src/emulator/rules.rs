@@ -50,13 +50,18 @@ impl<'a> Cursor<'a> {
     fn keyword(&mut self, word: &str) -> bool {
         self.skip_ws();
         let n = word.len();
-        let matches = self.rest.len() >= n
-            && self.rest[..n].eq_ignore_ascii_case(word)
-            && !self.rest[n..].starts_with(|c: char| c.is_alphanumeric() || c == '_');
-        if matches {
-            self.rest = &self.rest[n..];
+        let head_matches = self
+            .rest
+            .get(..n)
+            .is_some_and(|h| h.eq_ignore_ascii_case(word));
+        let Some(tail) = self.rest.get(n..).filter(|_| head_matches) else {
+            return false;
+        };
+        if tail.starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+            return false;
         }
-        matches
+        self.rest = tail;
+        true
     }
 
     fn punct(&mut self, p: char) -> bool {
@@ -305,5 +310,10 @@ mod tests {
         assert!(Rule::parse("r", "SELECT a FROM x", "t", 0).is_err());
         assert!(Rule::parse("r", "SELECT a FROM 'a/#/b'", "t", 0).is_err());
         assert!(Rule::parse("r", "SELECT a FROM 'x' trailing", "t", 0).is_err());
+        assert!(
+            Rule::parse("r", "SÉLECT a FROM 'x'", "t", 0).is_err(),
+            "non-ASCII never panics"
+        );
+        assert!(Rule::parse("r", "SELECT a FROM 'x' WHERE é", "t", 0).is_err());
     }
 }
