@@ -417,3 +417,32 @@ async fn emulator_closes_silently_on_a_bad_crc() {
     let n = within("eof", socket.read_to_end(&mut frame)).await.unwrap();
     assert_eq!(n, 0, "no reply, just a close");
 }
+
+#[tokio::test]
+async fn a_resumed_persistent_session_replays_stored_messages_at_most_ten_a_second() {
+    let env = start_emulator(json!({}));
+    let client = connect(&env.socket).await;
+    let mut sub = client
+        .subscribe_to_iot_core("stored/#", Qos::AtLeastOnce)
+        .await
+        .unwrap();
+    env.emulator.cloud().disconnect_nucleus();
+    for i in 0..4 {
+        env.emulator
+            .cloud()
+            .operator_publish(&format!("stored/{i}"), b"x", 1);
+    }
+    let resumed = std::time::Instant::now();
+    env.emulator.cloud().reconnect_nucleus(false);
+    let mut topics = Vec::new();
+    for _ in 0..4 {
+        let IoTCoreMessage::Message(m) = within("replayed message", sub.recv()).await.unwrap();
+        topics.push(m.topic_name);
+    }
+    assert_eq!(topics, ["stored/0", "stored/1", "stored/2", "stored/3"]);
+    assert!(
+        resumed.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        resumed.elapsed()
+    );
+}

@@ -46,6 +46,9 @@ pub struct Cloud {
     changed: Notify,
 }
 
+/// Stored messages are replayed to a resumed session at most 10 a second.
+pub const REPLAY_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Client id used for messages the operator publishes from the cloud side.
 pub const OPERATOR_CLIENT: &str = "emulator-operator";
 
@@ -256,9 +259,7 @@ impl Cloud {
             for event in connected.events {
                 self.route(&mut state, event, now, 0);
             }
-            for delivery in connected.replayed {
-                self.deliver(&delivery);
-            }
+            self.replay(connected.replayed);
             if !connected.session_present {
                 // One SUBSCRIBE per topic, as the nucleus resubscribes.
                 let filters: Vec<(String, u8)> = state
@@ -450,6 +451,36 @@ impl Cloud {
         for out in republished {
             tracing::debug!(from = %publication.topic, to = %out.topic, "rule republished");
             self.route(state, out, now, depth + 1);
+        }
+    }
+
+    /// Messages stored for a persistent session reach the client at most 10 a second.
+    fn replay(&self, stored: Vec<Delivery>) {
+        let mut stored = stored.into_iter();
+        let Some(first) = stored.next() else { return };
+        self.deliver(&first);
+        let rest: Vec<Delivery> = stored.collect();
+        if rest.is_empty() {
+            return;
+        }
+        let inbox = Arc::clone(&self.nucleus_inbox);
+        let deliver_later = move |d: &Delivery| {
+            inbox.publish(
+                &d.topic,
+                0,
+                &MqttMessage::new(d.topic.clone(), d.payload.clone()),
+            );
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    for delivery in rest {
+                        tokio::time::sleep(REPLAY_INTERVAL).await;
+                        deliver_later(&delivery);
+                    }
+                });
+            }
+            Err(_) => rest.iter().for_each(deliver_later),
         }
     }
 
