@@ -454,6 +454,27 @@ mod tests {
     }
 
     #[test]
+    fn emulator_routes_drive_the_connection_and_throttling() {
+        let c = cloud();
+        assert_eq!(
+            handle(&c, "GET", "/emulator/health", "", b"").body["nucleusConnected"],
+            true
+        );
+        handle(&c, "POST", "/emulator/nucleus/disconnect", "", b"");
+        assert!(!c.nucleus_connected());
+        let r = handle(&c, "POST", "/emulator/nucleus/reconnect", "clean=true", b"");
+        assert_eq!(
+            (r.body["connected"].as_bool(), r.body["clean"].as_bool()),
+            (Some(true), Some(true))
+        );
+        assert!(c.nucleus_connected());
+        let r = handle(&c, "POST", "/emulator/things/core/throttle", "count=2", b"");
+        assert_eq!(r.body["throttled"], 2);
+        let r = handle(&c, "GET", "/no/such/route", "", b"");
+        assert_eq!(r.status, 404);
+    }
+
+    #[test]
     fn errors_look_like_aws() {
         let c = cloud();
         let r = handle(&c, "GET", "/things/core/jobs/nope", "", b"");

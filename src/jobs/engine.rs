@@ -946,6 +946,11 @@ impl Engine {
         if self.is_active(&e.job_id) {
             return Considered::Skipped;
         }
+        if e.job_document.is_none() {
+            // Without its document a job cannot be judged: never mark it foreign on that basis.
+            tracing::debug!(job_id = %e.job_id, "execution without its document; not judged");
+            return Considered::Skipped;
+        }
         let ownership = classify(e.job_document.as_ref());
         if ownership == Ownership::Foreign {
             tracing::info!(job_id = %e.job_id, "job is not ours (unknown document format); leaving it alone");
@@ -1084,6 +1089,11 @@ impl Engine {
                     return;
                 }
                 tracing::info!(job_id = %job_id, status = %execution.status, "notify-next: next job announced");
+                if execution.job_document.is_none() {
+                    // Read it with its document through the query.
+                    self.schedule_query(now, false);
+                    return;
+                }
                 if self.query == QueryState::Running {
                     self.requery = true;
                     return;

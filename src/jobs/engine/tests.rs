@@ -807,3 +807,37 @@ fn random_payloads_on_every_topic_never_panic_or_lose_the_running_job() {
     let update = finish(&mut e, 10_000, "job1", JobStatus::Succeeded);
     assert_eq!(update["status"], "SUCCEEDED");
 }
+
+#[test]
+fn an_execution_without_its_document_is_never_judged_foreign() {
+    let mut e = engine(0);
+    let mut bare = execution("mine", "QUEUED", 1, Value::Null);
+    bare.as_object_mut().unwrap().remove("jobDocument");
+    // notify-next without the document: look it up instead of guessing.
+    let acts = reply(
+        &mut e,
+        0,
+        &format!("{P}notify-next"),
+        json!({"execution": bare}),
+    );
+    let (topic, get) = published(&acts);
+    assert_eq!(topic, format!("{P}get"));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "queuedJobs": [{"jobId": "mine", "executionNumber": 1, "versionNumber": 1}]}),
+    );
+    let (_, d) = published(&acts);
+    let acts = reply(
+        &mut e,
+        2,
+        &format!("{P}mine/get/accepted"),
+        json!({"clientToken": token(&d), "execution": execution("mine", "QUEUED", 1, ours("echo"))}),
+    );
+    assert_eq!(
+        published(&acts).0,
+        format!("{P}mine/update"),
+        "started once the document is known"
+    );
+}
