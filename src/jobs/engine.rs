@@ -865,6 +865,8 @@ impl Engine {
             .chain(list.queued_jobs.iter())
             .map(|s| (s.job_id.clone(), s.execution_number))
             .collect();
+        // Foreign executions that are no longer pending need not be remembered.
+        self.foreign.retain(|k| listed.contains(k));
         let settled: Vec<(String, i64)> = self
             .recovered
             .keys()
