@@ -90,6 +90,7 @@ async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
         "job_executed_by_component",
         "list_job_executions_for_thing",
         "cancel_job",
+        "continuous_job_on_group_join",
         "not_found_error",
         "already_exists_error",
     ] {

@@ -336,6 +336,22 @@ impl Cloud {
         })
     }
 
+    pub fn create_thing_group(&self, group: &str) -> Result<(), ControlError> {
+        self.lock().jobs.create_thing_group(group)
+    }
+
+    pub fn add_thing_to_thing_group(&self, group: &str, thing: &str) -> Result<(), ControlError> {
+        self.control(|jobs, now| jobs.add_thing_to_thing_group(group, thing, now))
+    }
+
+    pub fn remove_thing_from_thing_group(
+        &self,
+        group: &str,
+        thing: &str,
+    ) -> Result<(), ControlError> {
+        self.control(|jobs, now| jobs.remove_thing_from_thing_group(group, thing, now))
+    }
+
     pub fn throttle(&self, thing: &str, count: u32) {
         self.lock().jobs.throttle(thing, count);
     }

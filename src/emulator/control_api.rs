@@ -135,10 +135,15 @@ fn job_json(job: &Job) -> Value {
     let mut v = json!({
         "jobArn": job_arn(&job.job_id),
         "jobId": job.job_id,
-        "targetSelection": "SNAPSHOT",
+        "targetSelection": if job.continuous { "CONTINUOUS" } else { "SNAPSHOT" },
         "status": job.state.as_str(),
         "forceCanceled": job.force_canceled,
-        "targets": job.targets.iter().map(|t| thing_arn(t)).collect::<Vec<_>>(),
+        "targets": job
+            .targets
+            .iter()
+            .map(|t| thing_arn(t))
+            .chain(job.target_groups.iter().map(|g| format!("arn:aws:iot:{REGION}:{ACCOUNT}:thinggroup/{g}")))
+            .collect::<Vec<_>>(),
         "createdAt": secs(job.created_at_ms),
         "lastUpdatedAt": secs(job.last_updated_at_ms),
     });
@@ -179,6 +184,33 @@ pub fn handle(cloud: &Cloud, method: &str, path: &str, query: &str, body: &[u8])
             .create_thing(thing)
             .map(|()| ok(json!({"thingName": thing, "thingArn": thing_arn(thing), "thingId": format!("{:x}", crc32fast::hash(thing.as_bytes()))})))
             .unwrap_or_else(from_control),
+        ("POST", ["thing-groups", group]) => cloud
+            .create_thing_group(group)
+            .map(|()| {
+                ok(json!({"thingGroupName": group, "thingGroupArn": format!("arn:aws:iot:{REGION}:{ACCOUNT}:thinggroup/{group}"), "thingGroupId": format!("{:x}", crc32fast::hash(group.as_bytes()))}))
+            })
+            .unwrap_or_else(from_control),
+        ("PUT", ["thing-groups", action @ ("addThingToThingGroup" | "removeThingFromThingGroup")]) => {
+            let b = match json_body() {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let name_of = |name: &str, arn: &str, marker: &str| {
+                b.get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| b.get(arn).and_then(Value::as_str).and_then(|a| a.rsplit_once(marker)).map(|(_, n)| n.to_owned()))
+            };
+            let (Some(group), Some(thing)) = (name_of("thingGroupName", "thingGroupArn", ":thinggroup/"), name_of("thingName", "thingArn", ":thing/")) else {
+                return error(400, "InvalidRequestException", "thingGroupName (or thingGroupArn) and thingName (or thingArn) are required");
+            };
+            let result = if *action == "addThingToThingGroup" {
+                cloud.add_thing_to_thing_group(&group, &thing)
+            } else {
+                cloud.remove_thing_from_thing_group(&group, &thing)
+            };
+            result.map(|()| ok(json!({}))).unwrap_or_else(from_control)
+        }
         ("PUT", ["jobs", job_id]) => match json_body() {
             Ok(b) => create_job(cloud, job_id, &b),
             Err(r) => r,
@@ -269,22 +301,22 @@ fn create_job(cloud: &Cloud, job_id: &str, body: &Value) -> Reply {
         return error(400, "InvalidRequestException", "targets is required");
     };
     let mut things = Vec::new();
+    let mut groups = Vec::new();
     for t in targets {
-        match t
-            .as_str()
-            .and_then(|arn| arn.rsplit_once(":thing/"))
-            .map(|(_, name)| name)
-        {
-            Some(name) => things.push(name.to_owned()),
-            None => {
-                return error(
-                    400,
-                    "InvalidRequestException",
-                    format!("target {t} is not a thing ARN (thing groups are not emulated)"),
-                )
-            }
+        let arn = t.as_str().unwrap_or_default();
+        if let Some((_, name)) = arn.rsplit_once(":thing/") {
+            things.push(name.to_owned());
+        } else if let Some((_, name)) = arn.rsplit_once(":thinggroup/") {
+            groups.push(name.to_owned());
+        } else {
+            return error(
+                400,
+                "InvalidRequestException",
+                format!("target {t} is not a thing or thing group ARN"),
+            );
         }
     }
+    let continuous = body.get("targetSelection").and_then(Value::as_str) == Some("CONTINUOUS");
     let document = match body.get("document").and_then(Value::as_str) {
         Some(text) => match serde_json::from_str::<Value>(text) {
             Ok(doc) => doc,
@@ -320,6 +352,8 @@ fn create_job(cloud: &Cloud, job_id: &str, body: &Value) -> Reply {
             .pointer("/timeoutConfig/inProgressTimeoutInMinutes")
             .and_then(Value::as_i64),
         retry: retry_config(body),
+        target_groups: groups,
+        continuous,
     };
     let description = new.description.clone();
     match cloud.create_job(new) {
@@ -475,6 +509,56 @@ mod tests {
     }
 
     #[test]
+    fn thing_groups_and_continuous_jobs() {
+        let c = cloud();
+        assert_eq!(
+            handle(&c, "POST", "/thing-groups/fleet", "", b"{}").status,
+            200
+        );
+        let add = json!({"thingGroupName": "fleet", "thingName": "core"}).to_string();
+        let body = json!({"targets": ["arn:aws:iot:us-east-1:123456789012:thinggroup/fleet"], "document": "{}", "targetSelection": "CONTINUOUS"});
+        assert_eq!(
+            handle(&c, "PUT", "/jobs/cj", "", body.to_string().as_bytes()).status,
+            200
+        );
+        assert_eq!(
+            handle(&c, "GET", "/things/core/jobs/cj", "", b"").status,
+            404,
+            "not a member yet"
+        );
+        assert_eq!(
+            handle(
+                &c,
+                "PUT",
+                "/thing-groups/addThingToThingGroup",
+                "",
+                add.as_bytes()
+            )
+            .status,
+            200
+        );
+        assert_eq!(
+            handle(&c, "GET", "/things/core/jobs/cj", "", b"").body["execution"]["status"],
+            "QUEUED"
+        );
+        handle(
+            &c,
+            "PUT",
+            "/thing-groups/removeThingFromThingGroup",
+            "",
+            add.as_bytes(),
+        );
+        assert_eq!(
+            handle(&c, "GET", "/things/core/jobs/cj", "", b"").body["execution"]["status"],
+            "REMOVED"
+        );
+        assert_eq!(
+            handle(&c, "GET", "/jobs/cj", "", b"").body["job"]["targetSelection"],
+            "CONTINUOUS"
+        );
+    }
+
+    #[test]
     fn errors_look_like_aws() {
         let c = cloud();
         let r = handle(&c, "GET", "/things/core/jobs/nope", "", b"");
@@ -490,6 +574,20 @@ mod tests {
             "/jobs/x",
             "",
             json!({"targets": ["arn:aws:iot:us-east-1:1:thinggroup/g"], "document": "{}"})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(
+            r.error_type,
+            Some("ResourceNotFoundException"),
+            "no such group"
+        );
+        let r = handle(
+            &c,
+            "PUT",
+            "/jobs/x",
+            "",
+            json!({"targets": ["not-an-arn"], "document": "{}"})
                 .to_string()
                 .as_bytes(),
         );

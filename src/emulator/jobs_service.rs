@@ -55,6 +55,11 @@ pub struct NewJob {
     pub namespace_id: Option<String>,
     pub in_progress_timeout_minutes: Option<i64>,
     pub retry: RetryConfig,
+    /// Thing groups targeted (their members get executions).
+    pub target_groups: Vec<String>,
+    /// `targetSelection: CONTINUOUS`: things that join a targeted group later get an
+    /// execution, things that leave it have their pending one REMOVED.
+    pub continuous: bool,
 }
 
 /// `jobExecutionsRetryConfig`: how often a FAILED or TIMED_OUT execution is queued again.
@@ -93,6 +98,8 @@ pub struct Job {
     pub namespace_id: Option<String>,
     pub in_progress_timeout_minutes: Option<i64>,
     pub retry: RetryConfig,
+    pub target_groups: Vec<String>,
+    pub continuous: bool,
     pub state: JobState,
     pub created_at_ms: u64,
     pub last_updated_at_ms: u64,
@@ -134,6 +141,8 @@ fn secs(ms: u64) -> u64 {
 #[derive(Debug, Default)]
 pub struct JobsService {
     things: BTreeSet<String>,
+    /// Static thing groups and their members.
+    groups: BTreeMap<String, BTreeSet<String>>,
     jobs: BTreeMap<String, Job>,
     /// Executions per thing, in creation order.
     executions: HashMap<String, Vec<Execution>>,
@@ -196,10 +205,20 @@ impl JobsService {
                 format!("the job document exceeds {MAX_DOCUMENT_CHARS} characters"),
             ));
         }
-        if new.targets.is_empty() {
+        if new.targets.is_empty() && new.target_groups.is_empty() {
             return Err(control(
                 "InvalidRequestException",
                 "a job needs at least one target",
+            ));
+        }
+        if let Some(g) = new
+            .target_groups
+            .iter()
+            .find(|g| !self.groups.contains_key(*g))
+        {
+            return Err(control(
+                "ResourceNotFoundException",
+                format!("thing group {g} does not exist"),
             ));
         }
         if let Some(t) = new.targets.iter().find(|t| !self.things.contains(*t)) {
@@ -222,27 +241,13 @@ impl JobsService {
                 ));
             }
         }
-        let mut out = Vec::new();
-        for thing in &new.targets {
-            let before = self.snapshot(thing);
-            let list = self.executions.entry(thing.clone()).or_default();
-            let execution_number =
-                list.iter().filter(|e| e.job_id == new.job_id).count() as i64 + 1;
-            list.push(Execution {
-                job_id: new.job_id.clone(),
-                thing_name: thing.clone(),
-                execution_number,
-                status: JobStatus::Queued,
-                status_details: StatusDetails::new(),
-                queued_at_ms: now_ms,
-                started_at_ms: None,
-                last_updated_at_ms: now_ms,
-                version_number: 1,
-                retry_attempt: 0,
-                step_deadline_ms: None,
-                in_progress_deadline_ms: None,
-            });
-            self.jobs.entry(new.job_id.clone()).or_insert_with(|| Job {
+        let mut things: BTreeSet<String> = new.targets.iter().cloned().collect();
+        for g in &new.target_groups {
+            things.extend(self.groups.get(g).into_iter().flatten().cloned());
+        }
+        self.jobs.insert(
+            new.job_id.clone(),
+            Job {
                 job_id: new.job_id.clone(),
                 document: new.document.clone(),
                 targets: new.targets.clone(),
@@ -250,15 +255,141 @@ impl JobsService {
                 namespace_id: new.namespace_id.clone(),
                 in_progress_timeout_minutes: new.in_progress_timeout_minutes,
                 retry: new.retry,
+                target_groups: new.target_groups.clone(),
+                continuous: new.continuous,
                 state: JobState::InProgress,
                 created_at_ms: now_ms,
                 last_updated_at_ms: now_ms,
                 force_canceled: false,
-            });
-            out.extend(self.notifications(thing, before, now_ms));
+            },
+        );
+        let mut out = Vec::new();
+        for thing in &things {
+            out.extend(self.add_execution(&new.job_id, thing, now_ms));
         }
         tracing::info!(job_id = %new.job_id, targets = ?new.targets, "job created");
         Ok(out)
+    }
+
+    /// Queues a new execution of `job_id` on `thing` (the next execution number).
+    fn add_execution(&mut self, job_id: &str, thing: &str, now_ms: u64) -> Vec<Output> {
+        let before = self.snapshot(thing);
+        let list = self.executions.entry(thing.to_owned()).or_default();
+        let execution_number = list
+            .iter()
+            .filter(|e| e.job_id == job_id)
+            .map(|e| e.execution_number)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        list.push(Execution {
+            job_id: job_id.to_owned(),
+            thing_name: thing.to_owned(),
+            execution_number,
+            status: JobStatus::Queued,
+            status_details: StatusDetails::new(),
+            queued_at_ms: now_ms,
+            started_at_ms: None,
+            last_updated_at_ms: now_ms,
+            version_number: 1,
+            retry_attempt: 0,
+            step_deadline_ms: None,
+            in_progress_deadline_ms: None,
+        });
+        self.notifications(thing, before, now_ms)
+    }
+
+    pub fn create_thing_group(&mut self, group: &str) -> Result<(), ControlError> {
+        if !valid_thing_name(group) {
+            return Err(control(
+                "InvalidRequestException",
+                format!("invalid thing group name {group:?}"),
+            ));
+        }
+        self.groups.entry(group.to_owned()).or_default();
+        Ok(())
+    }
+
+    /// Continuous jobs targeting the group give the newcomer an execution (a new execution
+    /// number when it had one before).
+    pub fn add_thing_to_thing_group(
+        &mut self,
+        group: &str,
+        thing: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Output>, ControlError> {
+        if !self.things.contains(thing) {
+            return Err(control(
+                "ResourceNotFoundException",
+                format!("thing {thing} does not exist"),
+            ));
+        }
+        let members = self.groups.get_mut(group).ok_or_else(|| {
+            control(
+                "ResourceNotFoundException",
+                format!("thing group {group} does not exist"),
+            )
+        })?;
+        if !members.insert(thing.to_owned()) {
+            return Ok(Vec::new());
+        }
+        let continuous: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.continuous
+                    && j.state == JobState::InProgress
+                    && j.target_groups.iter().any(|g| g == group)
+            })
+            .map(|j| j.job_id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for job_id in continuous {
+            let pending = self
+                .executions_for_thing(thing)
+                .iter()
+                .any(|e| e.job_id == job_id && !e.status.is_terminal());
+            if !pending {
+                tracing::info!(job_id = %job_id, thing, group, "thing joined a continuous job's group");
+                out.extend(self.add_execution(&job_id, thing, now_ms));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Continuous jobs targeting the group mark the leaver's pending execution REMOVED.
+    pub fn remove_thing_from_thing_group(
+        &mut self,
+        group: &str,
+        thing: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Output>, ControlError> {
+        let members = self.groups.get_mut(group).ok_or_else(|| {
+            control(
+                "ResourceNotFoundException",
+                format!("thing group {group} does not exist"),
+            )
+        })?;
+        if !members.remove(thing) {
+            return Ok(Vec::new());
+        }
+        let continuous: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.continuous && j.target_groups.iter().any(|g| g == group))
+            .map(|j| j.job_id.clone())
+            .collect();
+        let before = self.snapshot(thing);
+        for e in self.executions.get_mut(thing).into_iter().flatten() {
+            if continuous.contains(&e.job_id) && !e.status.is_terminal() {
+                e.status = JobStatus::Removed;
+                e.version_number += 1;
+                e.last_updated_at_ms = now_ms;
+                e.step_deadline_ms = None;
+                e.in_progress_deadline_ms = None;
+            }
+        }
+        Ok(self.notifications(thing, before, now_ms))
     }
 
     pub fn job(&self, job_id: &str) -> Option<&Job> {

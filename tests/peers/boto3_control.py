@@ -71,6 +71,23 @@ def main():
     execution = iot.describe_job_execution(jobId="boto3-cancel", thingName="boto3-thing")["execution"]
     report("cancel_job", job["status"] == "CANCELED" and execution["status"] == "CANCELED", job=job["status"], execution=execution["status"])
 
+    group_arn = iot.create_thing_group(thingGroupName="boto3-fleet")["thingGroupArn"]
+    iot.create_job(
+        jobId="boto3-continuous",
+        targets=[group_arn],
+        targetSelection="CONTINUOUS",
+        document=json.dumps({"operation": "echo", "via": "group"}),
+    )
+    iot.add_thing_to_thing_group(thingGroupName="boto3-fleet", thingName=thing)
+    deadline = time.time() + 20
+    status = None
+    while time.time() < deadline:
+        status = iot.describe_job_execution(jobId="boto3-continuous", thingName=thing)["execution"]["status"]
+        if status == "SUCCEEDED":
+            break
+        time.sleep(0.05)
+    report("continuous_job_on_group_join", status == "SUCCEEDED", status=status)
+
     try:
         iot.describe_job_execution(jobId="missing", thingName=thing)
         report("not_found_error", False, error="no error")

@@ -514,3 +514,64 @@ fn failed_and_timed_out_executions_are_retried_as_configured() {
     request(&mut s, "n/update", json!({"status": "REJECTED"}), 10);
     assert_eq!(s.execution("n", T, None).unwrap().execution_number, 1);
 }
+
+#[test]
+fn continuous_jobs_follow_group_membership() {
+    let mut s = service();
+    s.create_thing("other").unwrap();
+    s.create_thing_group("fleet").unwrap();
+    s.add_thing_to_thing_group("fleet", "other", 0).unwrap();
+    let new = NewJob {
+        job_id: "c".into(),
+        target_groups: vec!["fleet".into()],
+        continuous: true,
+        document: json!({}),
+        ..NewJob::default()
+    };
+    s.create_job(new, 0).unwrap();
+    assert!(
+        s.execution("c", "other", None).is_some(),
+        "members at creation get an execution"
+    );
+    assert!(s.execution("c", T, None).is_none());
+    // Joining: an execution, with notify and notify-next.
+    let notes = s.add_thing_to_thing_group("fleet", T, 1000).unwrap();
+    assert_eq!(topics(&notes), ["notify", "notify-next"]);
+    assert_eq!(s.execution("c", T, None).unwrap().status, JobStatus::Queued);
+    // Leaving: the pending execution is REMOVED.
+    s.remove_thing_from_thing_group("fleet", T, 2000).unwrap();
+    assert_eq!(
+        s.execution("c", T, None).unwrap().status,
+        JobStatus::Removed
+    );
+    // Rejoining: a new execution number.
+    s.add_thing_to_thing_group("fleet", T, 3000).unwrap();
+    let e = s.execution("c", T, None).unwrap();
+    assert_eq!((e.execution_number, e.status), (2, JobStatus::Queued));
+    // A snapshot job does not follow membership.
+    s.create_thing("late").unwrap();
+    let snap = NewJob {
+        job_id: "s".into(),
+        target_groups: vec!["fleet".into()],
+        document: json!({}),
+        ..NewJob::default()
+    };
+    s.create_job(snap, 4000).unwrap();
+    s.add_thing_to_thing_group("fleet", "late", 5000).unwrap();
+    assert!(s.execution("s", "late", None).is_none());
+    assert!(s.execution("c", "late", None).is_some());
+    assert_eq!(
+        s.create_job(
+            NewJob {
+                job_id: "x".into(),
+                target_groups: vec!["nope".into()],
+                document: json!({}),
+                ..NewJob::default()
+            },
+            0
+        )
+        .unwrap_err()
+        .code,
+        "ResourceNotFoundException"
+    );
+}
