@@ -15,6 +15,23 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const THING: &str = "lifecycle-core";
 
+/// The Install script of the recipe's x86_64 manifest.
+fn install_script() -> String {
+    let recipe = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipe/recipe.yaml"),
+    )
+    .unwrap();
+    let line = recipe
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("Install:"))
+        .expect("an Install step");
+    line.trim_start_matches("Install:")
+        .trim()
+        .trim_matches('"')
+        .to_owned()
+}
+
 /// The Run script of the recipe's x86_64 manifest.
 fn run_script() -> String {
     let recipe = std::fs::read_to_string(
@@ -65,6 +82,23 @@ async fn packaged_run_reports_running_logs_plainly_and_stops_on_sigterm() {
     );
     let _server = emulator.serve_ipc(&socket).unwrap();
 
+    // Install, as the nucleus runs it: creates the handler and journal directories.
+    let install = install_script().replace("{work:path}", &work.to_string_lossy());
+    let status = std::process::Command::new("sh")
+        .args(["-c", &install])
+        .current_dir(&work)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for dir in ["handlers", "journal"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(work.join(dir))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o755, "{dir}");
+    }
     let script = run_script().replace("{artifacts:path}", &artifacts.to_string_lossy());
     assert!(
         script.starts_with("exec "),

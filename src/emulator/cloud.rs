@@ -99,7 +99,8 @@ impl Cloud {
         &self.thing_name
     }
 
-    /// Every message IoT Core receives or sends, for observers.
+    /// Every message IoT Core receives or sends, for observers. Callbacks run while the cloud
+    /// is locked: they must not call back into the cloud.
     pub fn tap(&self) -> &Arc<TopicBus<MqttMessage>> {
         &self.tap
     }

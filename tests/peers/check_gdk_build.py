@@ -93,6 +93,7 @@ for arch in arches:
     check(f"{arch} artifact URI", uri == f"s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/greengrass-jobs-handler-{arch}", uri)
     check(f"{arch} artifact is executable by its owner", m["Artifacts"][0]["Permission"]["Execute"] == "OWNER")
     check(f"{arch} Run execs the binary", m["Lifecycle"]["Run"] == f"exec {{artifacts:path}}/greengrass-jobs-handler-{arch}")
+    check(f"{arch} Install creates the handler and journal directories", "{work:path}/handlers" in m["Lifecycle"].get("Install", ""))
 acl = recipe["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]
 check("accessControl covers mqttproxy and pubsub", set(acl) == {"aws.greengrass.ipc.mqttproxy", "aws.greengrass.ipc.pubsub"})
 ids = [pid for service in acl.values() for pid in service]
