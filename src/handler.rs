@@ -90,11 +90,28 @@ fn recover_from_journal(engine: &mut Engine, journal: &Journal) {
     }
 }
 
-/// Progress of one job goes into its journal entry, synchronously (before the side effect).
-fn progress_sink(journal: SharedJournal, job_id: String, execution_number: i64) -> ProgressSink {
+/// A step's progress, for the engine to report to the cloud.
+type StepProgress = (String, i64, crate::jobs::messages::StatusDetails);
+
+/// Progress of one job goes into its journal entry, synchronously (before the side effect),
+/// and each new step is passed on to be reported.
+fn progress_sink(
+    journal: SharedJournal,
+    job_id: String,
+    execution_number: i64,
+    steps: mpsc::UnboundedSender<StepProgress>,
+) -> ProgressSink {
     Arc::new(move |progress: Progress| {
+        if let Progress::Step { index, total, name } = &progress {
+            let details = [
+                ("step".to_owned(), format!("{}/{total}", index + 1)),
+                ("stepName".to_owned(), name.clone()),
+            ]
+            .into();
+            let _ = steps.send((job_id.clone(), execution_number, details));
+        }
         let result = lock(&journal).update(&job_id, execution_number, |entry| match progress {
-            Progress::Step { index } => {
+            Progress::Step { index, .. } => {
                 entry.step = index;
                 entry.pid = 0;
             }
@@ -111,6 +128,7 @@ fn progress_sink(journal: SharedJournal, job_id: String, execution_number: i64) 
 struct Running {
     cancels: HashMap<(String, i64), watch::Sender<bool>>,
     finished_tx: mpsc::UnboundedSender<Finished>,
+    steps_tx: mpsc::UnboundedSender<StepProgress>,
 }
 
 impl Running {
@@ -146,6 +164,7 @@ impl Running {
                 Arc::clone(journal),
                 run.job_id.clone(),
                 run.execution_number,
+                self.steps_tx.clone(),
             ),
         };
         let work = executor.run(run.clone(), ctx);
@@ -237,9 +256,11 @@ pub async fn run(
     on_subscribed.await;
 
     let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
+    let (steps_tx, mut steps) = mpsc::unbounded_channel::<StepProgress>();
     let mut running = Running {
         cancels: HashMap::new(),
         finished_tx,
+        steps_tx,
     };
     let mut actions = engine.handle(now(), Input::Started);
     tokio::pin!(shutdown);
@@ -324,6 +345,9 @@ pub async fn run(
                     execution_number: done.execution_number,
                     outcome: done.outcome,
                 });
+            }
+            Some((job_id, execution_number, status_details)) = steps.recv() => {
+                actions = engine.handle(now(), Input::Progress { job_id: &job_id, execution_number, status_details });
             }
             message = messages.recv() => {
                 let Some((topic, payload)) = message else { return Err(HandlerError::IpcLost) };

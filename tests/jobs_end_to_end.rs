@@ -608,3 +608,40 @@ async fn a_reconnect_topic_on_a_second_nucleus_connection_never_fires() {
         Some(JobStatus::Queued)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_progress_is_visible_in_the_cloud_while_the_job_runs() {
+    let s = setup(true, quick());
+    handler_script(&s, "fast.sh", "true");
+    handler_script(&s, "slow.sh", "sleep 2");
+    create(
+        &s,
+        "staged",
+        json!({"version": "1.0", "steps": [
+            {"action": {"name": "prepare", "type": "runHandler", "input": {"handler": "fast.sh"}}},
+            {"action": {"name": "install", "type": "runHandler", "input": {"handler": "slow.sh"}}}
+        ]}),
+    );
+    let _handler = spawn_handler(&s);
+    running(&s).await;
+    within("progress of step 2", async {
+        loop {
+            if let Some((JobStatus::InProgress, _, details)) = status(&s, "staged") {
+                if details.contains(&("step".to_owned(), "2/2".to_owned())) {
+                    assert!(
+                        details.contains(&("stepName".to_owned(), "install".to_owned())),
+                        "{details:?}"
+                    );
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let details = wait_status(&s, "staged", JobStatus::Succeeded).await;
+    assert!(
+        details.contains(&("steps".to_owned(), "2 of 2 succeeded".to_owned())),
+        "{details:?}"
+    );
+}

@@ -28,8 +28,12 @@ pub type JobFuture = Pin<Box<dyn Future<Output = JobOutcome> + Send>>;
 /// What a running job reports as it goes, for the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    /// Step `index` (0-based; the final step comes last) has started.
-    Step { index: u32 },
+    /// Step `index` (0-based; the final step comes last) of `total`, named `name`, has started.
+    Step {
+        index: u32,
+        total: u32,
+        name: String,
+    },
     /// A process was started (its pid is also its process group).
     Spawned { pid: u32 },
     /// The job is about to reboot the device; after the reboot it counts as SUCCEEDED.

@@ -139,6 +139,8 @@ pub async fn run_document(
         }
         ctx.report(Progress::Step {
             index: index as u32,
+            total: total as u32,
+            name: step.name.clone(),
         });
         tracing::info!(step = %step.name, index, total, "step started");
         match run_step(step, dir, limits, remaining, ctx).await {
@@ -210,7 +212,11 @@ pub async fn run_operation_handler(
     limits: &Limits,
     ctx: &RunContext,
 ) -> JobOutcome {
-    ctx.report(Progress::Step { index: 0 });
+    ctx.report(Progress::Step {
+        index: 0,
+        total: 1,
+        name: "handler".to_owned(),
+    });
     let timeout = limits.step_timeout.min(limits.job_timeout);
     let spec = ProcessSpec {
         program,

@@ -76,6 +76,13 @@ pub enum Input<'a> {
         execution_number: i64,
         outcome: JobOutcome,
     },
+    /// A running job reached a new step: reported as IN_PROGRESS statusDetails. Best effort;
+    /// the answer also tells whether the cloud still wants the job.
+    Progress {
+        job_id: &'a str,
+        execution_number: i64,
+        status_details: StatusDetails,
+    },
     /// Time has passed; handle whatever is due.
     Tick,
 }
@@ -144,6 +151,11 @@ enum Request {
     CheckActive {
         job_id: String,
     },
+    /// IN_PROGRESS with the running job's progress in statusDetails.
+    Progress {
+        job_id: String,
+        details: StatusDetails,
+    },
 }
 
 impl Request {
@@ -153,6 +165,7 @@ impl Request {
             Self::Describe { .. } | Self::CheckActive { .. } => "DescribeJobExecution",
             Self::Start { .. } => "UpdateJobExecution(IN_PROGRESS)",
             Self::Finish { .. } => "UpdateJobExecution(result)",
+            Self::Progress { .. } => "UpdateJobExecution(progress)",
         }
     }
 }
@@ -190,6 +203,8 @@ struct Active {
     execution_number: i64,
     version: i64,
     phase: ActivePhase,
+    /// Progress to report once the update in flight is answered.
+    pending_progress: Option<StatusDetails>,
 }
 
 /// The jobs engine of one thing.
@@ -350,6 +365,11 @@ impl Engine {
                 execution_number,
                 outcome,
             } => self.on_job_finished(now, job_id, execution_number, outcome, &mut out),
+            Input::Progress {
+                job_id,
+                execution_number,
+                status_details,
+            } => self.on_progress(now, job_id, execution_number, status_details, &mut out),
             Input::Tick => {}
         }
         self.run_due(now, &mut out);
@@ -416,6 +436,12 @@ impl Engine {
             .collect();
         for token in expired {
             if let Some(f) = self.in_flight.remove(&token) {
+                if let Request::Progress { job_id, .. } = &f.request {
+                    // Best effort: a newer report (or the result) follows.
+                    let job_id = job_id.clone();
+                    self.send_pending_progress(now, &job_id, out);
+                    continue;
+                }
                 tracing::warn!(
                     request = f.request.label(),
                     attempt = f.attempt + 1,
@@ -498,6 +524,26 @@ impl Engine {
                     client_token: Some(token.clone()),
                 }),
             ),
+            Request::Progress { job_id, details } => {
+                let version = self
+                    .active
+                    .iter()
+                    .find(|a| &a.job_id == job_id)
+                    .map(|a| a.version);
+                (
+                    self.topics.update(job_id),
+                    to_json(&UpdateRequest {
+                        status: JobStatus::InProgress,
+                        status_details: Some(super::status_details::bounded(details)),
+                        expected_version: version,
+                        execution_number: None,
+                        include_job_execution_state: Some(true),
+                        include_job_document: None,
+                        step_timeout_in_minutes: None,
+                        client_token: Some(token.clone()),
+                    }),
+                )
+            }
             Request::Finish {
                 job_id,
                 outcome,
@@ -619,6 +665,15 @@ impl Engine {
                     }
                 }
             }
+            Request::Progress { job_id, .. } => {
+                let state = serde_json::from_slice::<UpdateAccepted>(payload)
+                    .ok()
+                    .and_then(|u| u.execution_state);
+                if let (Some(a), Some(state)) = (self.active_mut(&job_id), state) {
+                    a.version = state.version_number;
+                }
+                self.send_pending_progress(now, &job_id, out);
+            }
             Request::CheckActive { job_id } => {
                 let execution = serde_json::from_slice::<ExecutionResponse>(payload)
                     .ok()
@@ -705,6 +760,35 @@ impl Engine {
                 tracing::info!(job_id = %job_id, ?code, "candidate cannot be described; skipping it");
                 self.next_candidate(now, out);
             }
+            Request::Progress { job_id, .. } => match (&code, rejected.execution_state.clone()) {
+                (ErrorCode::VersionMismatch, Some(state)) if !state.status.is_terminal() => {
+                    if let Some(a) = self.active_mut(&job_id) {
+                        a.version = state.version_number;
+                    }
+                    self.send_pending_progress(now, &job_id, out);
+                }
+                (
+                    ErrorCode::VersionMismatch
+                    | ErrorCode::InvalidStateTransition
+                    | ErrorCode::TerminalStateReached,
+                    state,
+                ) => {
+                    let was = state.map_or("terminal".to_owned(), |s| s.status.to_string());
+                    self.cloud_ended_active(
+                        now,
+                        &job_id,
+                        &format!("the job is {was} in the cloud"),
+                        out,
+                    )
+                }
+                (ErrorCode::ResourceNotFound, _) => self.cloud_ended_active(
+                    now,
+                    &job_id,
+                    "the job no longer exists in the cloud",
+                    out,
+                ),
+                _ => tracing::debug!(job_id = %job_id, ?code, "progress report refused"),
+            },
             Request::CheckActive { job_id } => match code {
                 ErrorCode::ResourceNotFound => {
                     self.cloud_ended_active(now, &job_id, "the job was deleted in the cloud", out)
@@ -970,6 +1054,7 @@ impl Engine {
                     execution_number: e.execution_number,
                     version: e.version_number,
                     phase: ActivePhase::Starting,
+                    pending_progress: None,
                 });
                 let request = Request::Start {
                     job_id: e.job_id,
@@ -1037,6 +1122,7 @@ impl Engine {
             execution_number: e.execution_number,
             version: e.version_number,
             phase: ActivePhase::Finishing,
+            pending_progress: None,
         });
         let request = Request::Finish {
             job_id: e.job_id,
@@ -1131,6 +1217,58 @@ impl Engine {
             tracing::info!("notify: the pending list changed; querying");
             self.schedule_query(now, false);
         }
+    }
+
+    /// A step started: report it unless a report for this job is already on its way (then the
+    /// newest one goes once that is answered).
+    fn on_progress(
+        &mut self,
+        now: Millis,
+        job_id: &str,
+        execution_number: i64,
+        details: StatusDetails,
+        out: &mut Vec<Action>,
+    ) {
+        let in_flight = self
+            .in_flight
+            .values()
+            .any(|f| matches!(&f.request, Request::Progress { job_id: j, .. } if j == job_id));
+        let Some(active) = self.active.iter_mut().find(|a| {
+            a.job_id == job_id
+                && a.execution_number == execution_number
+                && a.phase == ActivePhase::Running
+        }) else {
+            return;
+        };
+        if in_flight {
+            active.pending_progress = Some(details);
+            return;
+        }
+        let request = Request::Progress {
+            job_id: job_id.to_owned(),
+            details,
+        };
+        self.send(now, request, 0, out);
+    }
+
+    fn send_pending_progress(&mut self, now: Millis, job_id: &str, out: &mut Vec<Action>) {
+        let Some(details) = self
+            .active
+            .iter_mut()
+            .find(|a| a.job_id == job_id && a.phase == ActivePhase::Running)
+            .and_then(|a| a.pending_progress.take())
+        else {
+            return;
+        };
+        self.send(
+            now,
+            Request::Progress {
+                job_id: job_id.to_owned(),
+                details,
+            },
+            0,
+            out,
+        );
     }
 
     fn on_job_finished(

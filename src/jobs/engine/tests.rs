@@ -841,3 +841,89 @@ fn an_execution_without_its_document_is_never_judged_foreign() {
         "started once the document is known"
     );
 }
+
+fn progress(e: &mut Engine, now: Millis, job: &str, step: &str) -> Vec<Action> {
+    let details: StatusDetails = [("step".to_owned(), step.to_owned())].into();
+    e.handle(
+        now,
+        Input::Progress {
+            job_id: job,
+            execution_number: 1,
+            status_details: details,
+        },
+    )
+}
+
+#[test]
+fn step_progress_is_reported_one_at_a_time_with_the_newest_last() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    let (topic, first) = published(&progress(&mut e, 10, "job1", "1/3"));
+    assert_eq!(topic, format!("{P}job1/update"));
+    assert_eq!(
+        (
+            first["status"].as_str(),
+            first["statusDetails"]["step"].as_str()
+        ),
+        (Some("IN_PROGRESS"), Some("1/3"))
+    );
+    assert_eq!(first["expectedVersion"], 2);
+    // Two more steps while the first report is in flight: only the newest is sent after it.
+    assert!(progress(&mut e, 11, "job1", "2/3").is_empty());
+    assert!(progress(&mut e, 12, "job1", "3/3").is_empty());
+    let acts = reply(
+        &mut e,
+        13,
+        &format!("{P}job1/update/accepted"),
+        json!({"clientToken": token(&first), "executionState": {"status": "IN_PROGRESS", "versionNumber": 3}}),
+    );
+    let (_, next) = published(&acts);
+    assert_eq!(
+        (
+            next["statusDetails"]["step"].as_str(),
+            next["expectedVersion"].as_i64()
+        ),
+        (Some("3/3"), Some(3))
+    );
+    let acts = reply(
+        &mut e,
+        14,
+        &format!("{P}job1/update/accepted"),
+        json!({"clientToken": token(&next), "executionState": {"status": "IN_PROGRESS", "versionNumber": 4}}),
+    );
+    assert!(acts.is_empty());
+    // The result goes with the version the progress reports moved to.
+    let update = finish(&mut e, 20, "job1", JobStatus::Succeeded);
+    assert_eq!(update["expectedVersion"], 4);
+}
+
+#[test]
+fn a_progress_report_refused_as_terminal_stops_the_job() {
+    for (code, state) in [
+        ("TerminalStateReached", Value::Null),
+        (
+            "InvalidStateTransition",
+            json!({"status": "CANCELED", "versionNumber": 3}),
+        ),
+        (
+            "VersionMismatch",
+            json!({"status": "TIMED_OUT", "versionNumber": 3}),
+        ),
+        ("ResourceNotFound", Value::Null),
+    ] {
+        let mut e = engine(0);
+        run_one(&mut e, "job1");
+        let (_, report) = published(&progress(&mut e, 10, "job1", "1/2"));
+        let mut body = json!({"clientToken": token(&report), "code": code});
+        if !state.is_null() {
+            body["executionState"] = state;
+        }
+        let acts = reply(&mut e, 11, &format!("{P}job1/update/rejected"), body);
+        assert!(
+            acts.iter()
+                .any(|a| matches!(a, Action::Cancel { job_id, .. } if job_id == "job1")),
+            "{code}: {acts:?}"
+        );
+        assert!(!e.busy(), "{code}");
+    }
+}
