@@ -4,6 +4,9 @@
 //! an operation and resource against it the way the nucleus does (`*` as a glob, MQTT `+` and
 //! `#` as wildcards), and `{iot:thingName}` in resources, which the nucleus interpolates only
 //! when `interpolateComponentConfiguration` is on. Must not know: IPC frames or sessions.
+//!
+//! Written by hand: the rules are the nucleus's own (a `*` glob across `/`, MQTT wildcards in
+//! resources), which no general glob crate matches exactly.
 
 use crate::topic;
 use serde_json::Value;
