@@ -1,4 +1,4 @@
-//! Fleet simulation (seed 002): a whole fleet reconnects at once and every device re-queries
+//! Fleet simulation: a whole fleet reconnects at once and every device re-queries
 //! its jobs. Runs the real sans-IO engine of every device against the emulated Jobs service in
 //! virtual time, with the service refusing requests above an account-wide rate
 //! (RequestThrottled), and compares jitter settings by peak request rate, throttled requests,

@@ -428,7 +428,7 @@ async fn jobs_dispatched_to_a_worker_component_over_local_pubsub() {
         json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000,
                "workerOperations": ["remote-add", "silent"], "workerTimeoutSeconds": 2}),
     );
-    // Another Greengrass component: the on-premises worker of seed 004.
+    // Another Greengrass component: an on-premises worker.
     s.emulator
         .nucleus()
         .register("WorkerComponent", "worker-token", json!({}));

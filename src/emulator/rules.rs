@@ -33,7 +33,7 @@ struct StartsWith {
 #[error("unsupported rule SQL: {0}")]
 pub struct RuleError(String);
 
-/// The seed's rule: republishes our own `subscribed` events to `reconnect/<clientId>`.
+/// The reconnect rule: republishes a client's `subscribed` events to `reconnect/<clientId>`.
 pub const RECONNECT_RULE_SQL: &str =
     "SELECT clientId FROM '$aws/events/subscriptions/subscribed/+' WHERE startswith(get(topics, 0), 'reconnect/')";
 pub const RECONNECT_RULE_TOPIC: &str = "reconnect/${topic(5)}";
@@ -178,7 +178,7 @@ impl Rule {
         })
     }
 
-    /// The seed's reconnect rule.
+    /// The reconnect rule.
     pub fn reconnect() -> Self {
         Self::parse("reconnect", RECONNECT_RULE_SQL, RECONNECT_RULE_TOPIC, 0)
             .unwrap_or_else(|e| unreachable!("the built-in rule parses: {e}"))

@@ -1,7 +1,7 @@
 //! Built-in operations, for documents of the compact form `{"operation": "<name>", ...}`.
 //!
-//! Owns: `echo` (returns its arguments as statusDetails), `add` (returns `a + b`, the seed's
-//! result-returning worker), `sleep` (waits `seconds`, cancellable) and `fail` (fails with
+//! Owns: `echo` (returns its arguments as statusDetails), `add` (returns `a + b`, a
+//! result-returning operation), `sleep` (waits `seconds`, cancellable) and `fail` (fails with
 //! `message`). Bad arguments are REJECTED with a reason. `reboot` lives in the job executor,
 //! which owns the reboot command. Must not know: the Jobs API or IPC.
 
