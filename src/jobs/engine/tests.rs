@@ -927,3 +927,54 @@ fn a_progress_report_refused_as_terminal_stops_the_job() {
         assert!(!e.busy(), "{code}");
     }
 }
+
+#[test]
+fn every_rejection_code_on_a_result_has_a_defined_reaction() {
+    // (code, what must follow): resend without details, back off and retry, or done.
+    for (code, expect) in [
+        ("InvalidJson", "resend-plain"),
+        ("InvalidRequest", "resend-plain"),
+        ("InvalidTopic", "retry"),
+        ("InternalError", "retry"),
+        ("RequestThrottled", "retry"),
+        ("SomethingNew", "retry"),
+        ("ResourceNotFound", "done"),
+        ("TerminalStateReached", "done"),
+        ("InvalidStateTransition", "done"),
+    ] {
+        let mut e = engine(0);
+        run_one(&mut e, "job1");
+        let update = finish(&mut e, 10, "job1", JobStatus::Succeeded);
+        let acts = reply(
+            &mut e,
+            11,
+            &format!("{P}job1/update/rejected"),
+            json!({"clientToken": token(&update), "code": code}),
+        );
+        match expect {
+            "resend-plain" => {
+                let (_, again) = published(&acts);
+                assert_eq!(
+                    again["statusDetails"]["reason"],
+                    "the service rejected this job's result details",
+                    "{code}"
+                );
+            }
+            "retry" => {
+                assert!(acts.is_empty(), "{code}");
+                assert!(e.busy(), "{code}: the result is still to be reported");
+                let at = e.next_deadline().unwrap();
+                let (topic, again) = published(&e.handle(at, Input::Tick));
+                assert_eq!(
+                    (topic, again["status"].as_str()),
+                    (format!("{P}job1/update"), Some("SUCCEEDED")),
+                    "{code}"
+                );
+            }
+            _ => {
+                assert!(!e.busy(), "{code}");
+                assert_eq!(published(&acts).0, format!("{P}get"), "{code}");
+            }
+        }
+    }
+}
