@@ -26,6 +26,20 @@ pub enum HandlerError {
     Subscribe { topic: String, source: IpcError },
     #[error("the IPC connection to the nucleus was lost")]
     IpcLost,
+    #[error("the nucleus ended the subscription to {0}; restarting rather than missing messages")]
+    SubscriptionEnded(String),
+}
+
+/// What a subscription forwards to the main loop.
+enum Incoming {
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// The subscription ended while the connection stayed up.
+    Ended {
+        topic: String,
+    },
 }
 
 struct Finished {
@@ -44,7 +58,7 @@ fn lock(journal: &SharedJournal) -> MutexGuard<'_, Journal> {
 async fn subscribe_all(
     client: &IpcClient,
     topics: Vec<String>,
-    messages: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    messages: mpsc::UnboundedSender<Incoming>,
 ) -> Result<(), HandlerError> {
     // All subscriptions in flight at once: one round trip, not one per topic.
     let requests = topics
@@ -60,10 +74,15 @@ async fn subscribe_all(
         tokio::spawn(async move {
             while let Some(IoTCoreMessage::Message(m)) = subscription.recv().await {
                 let payload = m.payload().to_vec();
-                if messages.send((m.topic_name, payload)).is_err() {
-                    break;
+                let message = Incoming::Message {
+                    topic: m.topic_name,
+                    payload,
+                };
+                if messages.send(message).is_err() {
+                    return;
                 }
             }
+            let _ = messages.send(Incoming::Ended { topic });
         });
     }
     Ok(())
@@ -349,10 +368,20 @@ pub async fn run(
             Some((job_id, execution_number, status_details)) = steps.recv() => {
                 actions = engine.handle(now(), Input::Progress { job_id: &job_id, execution_number, status_details });
             }
-            message = messages.recv() => {
-                let Some((topic, payload)) = message else { return Err(HandlerError::IpcLost) };
-                actions = engine.handle(now(), Input::Message { topic: &topic, payload: &payload });
-            }
+            message = messages.recv() => match message {
+                Some(Incoming::Message { topic, payload }) => {
+                    actions = engine.handle(now(), Input::Message { topic: &topic, payload: &payload });
+                }
+                Some(Incoming::Ended { topic }) => {
+                    // Give a closing connection the chance to be seen as such.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if client.is_closed() {
+                        return Err(HandlerError::IpcLost);
+                    }
+                    return Err(HandlerError::SubscriptionEnded(topic));
+                }
+                None => return Err(HandlerError::IpcLost),
+            },
             // A timer exists only while the engine has a deadline.
             _ = sleep_until(deadline) => {
                 actions = engine.handle(now(), Input::Tick);
