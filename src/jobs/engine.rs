@@ -227,8 +227,6 @@ pub struct Engine {
     next_safety_poll: Option<Millis>,
     /// Final outcomes decided from the journal for jobs interrupted before this process.
     recovered: HashMap<(String, i64), JobOutcome>,
-    /// Actions decided outside a handler that has the output at hand.
-    deferred: Vec<Action>,
 }
 
 /// Longest `clientToken` the service accepts.
@@ -258,7 +256,6 @@ impl Engine {
             foreign: HashSet::new(),
             next_safety_poll: None,
             recovered: HashMap::new(),
-            deferred: Vec::new(),
         }
     }
 
@@ -373,7 +370,6 @@ impl Engine {
             Input::Tick => {}
         }
         self.run_due(now, &mut out);
-        out.append(&mut self.deferred);
         out
     }
 
@@ -409,14 +405,6 @@ impl Engine {
     }
 
     fn run_due(&mut self, now: Millis, out: &mut Vec<Action>) {
-        if let QueryState::Scheduled(at) = self.query {
-            if at <= now {
-                self.query = QueryState::Running;
-                self.requery = false;
-                tracing::info!("querying pending jobs");
-                self.send(now, Request::GetPending, 0, out);
-            }
-        }
         if let Some(at) = self.next_safety_poll {
             if at <= now {
                 if let Some(every) = self.config.safety_poll {
@@ -424,9 +412,9 @@ impl Engine {
                 }
                 tracing::info!("safety poll");
                 self.schedule_query(now, false);
-                self.run_due_query_only(now, out);
             }
         }
+        self.start_due_query(now, out);
         // Requests whose response did not come: retry after back-off.
         let expired: Vec<String> = self
             .in_flight
@@ -459,11 +447,13 @@ impl Engine {
         }
     }
 
-    fn run_due_query_only(&mut self, now: Millis, out: &mut Vec<Action>) {
+    /// Sends the scheduled query once its time has come.
+    fn start_due_query(&mut self, now: Millis, out: &mut Vec<Action>) {
         if let QueryState::Scheduled(at) = self.query {
             if at <= now {
                 self.query = QueryState::Running;
                 self.requery = false;
+                tracing::info!("querying pending jobs");
                 self.send(now, Request::GetPending, 0, out);
             }
         }
@@ -832,7 +822,7 @@ impl Engine {
                 let state = rejected.execution_state.clone();
                 match (&code, state) {
                     (ErrorCode::VersionMismatch, Some(s)) if s.status == outcome.status => {
-                        self.finish_done(now, &job_id, "result already recorded")
+                        self.finish_done(now, &job_id, "result already recorded", out)
                     }
                     (ErrorCode::VersionMismatch, Some(s)) if s.status.is_terminal() => self
                         .finish_done(
@@ -842,6 +832,7 @@ impl Engine {
                                 "the cloud already ended the job as {}; result discarded",
                                 s.status
                             ),
+                            out,
                         ),
                     (ErrorCode::VersionMismatch, Some(s)) => {
                         tracing::info!(job_id = %job_id, version = s.version_number, "version moved on; reporting the result again");
@@ -861,7 +852,7 @@ impl Engine {
                         Some(s),
                     ) if s.status == outcome.status => {
                         // The first report went through; its acceptance was lost.
-                        self.finish_done(now, &job_id, "result already recorded")
+                        self.finish_done(now, &job_id, "result already recorded", out)
                     }
                     (ErrorCode::InvalidStateTransition | ErrorCode::TerminalStateReached, s) => {
                         let was = s.map_or("terminal".to_owned(), |s| s.status.to_string());
@@ -869,12 +860,14 @@ impl Engine {
                             now,
                             &job_id,
                             &format!("the cloud already ended the job as {was}; result discarded"),
+                            out,
                         )
                     }
                     (ErrorCode::ResourceNotFound, _) => self.finish_done(
                         now,
                         &job_id,
                         "the job was deleted in the cloud; result discarded",
+                        out,
                     ),
                     (ErrorCode::InvalidRequest | ErrorCode::InvalidJson, _)
                         if !details_rejected =>
@@ -903,10 +896,10 @@ impl Engine {
         }
     }
 
-    fn finish_done(&mut self, now: Millis, job_id: &str, note: &str) {
+    fn finish_done(&mut self, now: Millis, job_id: &str, note: &str, out: &mut Vec<Action>) {
         tracing::warn!(job_id = %job_id, "{note}");
         if let Some(a) = self.take_active(job_id) {
-            self.deferred.push(Action::Forget {
+            out.push(Action::Forget {
                 job_id: a.job_id,
                 execution_number: a.execution_number,
             });
@@ -996,7 +989,7 @@ impl Engine {
                 self.query = QueryState::Idle;
                 if std::mem::take(&mut self.requery) {
                     self.schedule_query(now, false);
-                    self.run_due_query_only(now, out);
+                    self.start_due_query(now, out);
                 }
             }
         }
