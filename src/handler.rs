@@ -93,11 +93,11 @@ async fn subscribe_all(
 fn recover_from_journal(engine: &mut Engine, journal: &Journal) {
     let boot = journal::boot_id();
     for entry in journal.jobs() {
-        let alive = entry.pid != 0 && journal::process_alive(entry.pid);
+        let alive = entry.pid != 0 && crate::exec::process::process_alive(entry.pid);
         let recovery = journal::recover(entry, &boot, alive);
         if let Some(pgid) = recovery.kill_process_group {
             tracing::warn!(job_id = %entry.job_id, pgid, "killing what is left of the interrupted run");
-            journal::kill_process_group(pgid);
+            crate::exec::process::kill_process_group(pgid);
         }
         tracing::warn!(
             job_id = %entry.job_id,
@@ -156,8 +156,8 @@ impl Running {
             job_id: run.job_id.clone(),
             execution_number: run.execution_number,
             version_number: run.version_number,
-            started_at_ms: journal::now_ms(),
-            updated_at_ms: journal::now_ms(),
+            started_at_ms: crate::clock::epoch_ms(),
+            updated_at_ms: crate::clock::epoch_ms(),
             work: run.document.label(),
             boot_id: journal::boot_id(),
             ..InFlightJob::default()

@@ -2,6 +2,7 @@
 //! local emulator of the nucleus and the cloud side, so that jobs can be developed and tested
 //! without an AWS account.
 
+pub mod clock;
 pub mod config;
 pub mod emulator;
 pub mod exec;

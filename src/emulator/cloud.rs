@@ -10,18 +10,12 @@ use super::bus::TopicBus;
 use super::iot_core::{Broker, Delivery, Publication, MAX_SUBSCRIPTIONS};
 use super::jobs_service::{ControlError, JobsService, NewJob, Output};
 use super::rules::Rule;
+use crate::clock::epoch_ms;
 use crate::ipc::model::MqttMessage;
 use crate::topic;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::Notify;
-
-/// Wall-clock epoch milliseconds.
-pub fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 struct State {
     broker: Broker,

@@ -104,13 +104,23 @@ fn lossy_tail(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
-fn kill_group(pgid: u32) {
+/// Kills a process group this handler created (now or in an earlier run).
+pub fn kill_process_group(pgid: u32) {
     if let Ok(pgid) = i32::try_from(pgid) {
         // SAFETY: kill(2) with a negative pid signals the process group we created.
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
         }
     }
+}
+
+/// Whether a process with this pid exists (and this user may signal it).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
 /// Runs the process; `on_spawn` gets its pid (also its process group id).
@@ -167,7 +177,7 @@ pub async fn run(
         _ = super::canceled(cancel.clone()) => Exit::Canceled,
     };
     // Whatever happened, nothing of the job's process tree may outlive it.
-    kill_group(pid);
+    kill_process_group(pid);
     let _ = child.wait().await;
     let collect = |task: Option<tokio::task::JoinHandle<(Vec<u8>, u64)>>| async move {
         match task {

@@ -33,13 +33,6 @@ pub fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// Wall-clock epoch milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The journal file and its contents.
 #[derive(Debug)]
 pub struct Journal {
@@ -109,7 +102,7 @@ impl Journal {
             return Ok(());
         };
         f(job);
-        job.updated_at_ms = now_ms();
+        job.updated_at_ms = crate::clock::epoch_ms();
         self.persist()
     }
 
@@ -196,25 +189,6 @@ pub fn recover(job: &InFlightJob, current_boot: &str, process_alive: bool) -> Re
     Recovery {
         outcome,
         kill_process_group,
-    }
-}
-
-/// Whether a process with this pid exists (and this user may signal it).
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
-}
-
-/// Kills a leftover process group of an interrupted run.
-pub fn kill_process_group(pgid: u32) {
-    if let Ok(pgid) = i32::try_from(pgid) {
-        // SAFETY: kill(2) on a process group this handler created in an earlier run.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
     }
 }
 
