@@ -84,6 +84,7 @@ impl<T> TopicBus<T> {
     /// Delivers `message` to every subscription whose filter matches `topic`; returns how many.
     pub fn publish(&self, topic: &str, publisher: u64, message: &T) -> usize {
         let mut table = self.lock();
+        let before = table.entries.len();
         let mut delivered = 0;
         table.entries.retain(|entry| {
             if !topic::matches(&entry.filter, topic) || (entry.skip_own && entry.owner == publisher)
@@ -94,7 +95,9 @@ impl<T> TopicBus<T> {
             delivered += usize::from(alive);
             alive
         });
-        self.count.send_replace(table.entries.len());
+        if table.entries.len() != before {
+            self.count.send_replace(table.entries.len());
+        }
         delivered
     }
 

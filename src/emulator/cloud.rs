@@ -400,11 +400,7 @@ impl Cloud {
     ) {
         let jobs_prefix = format!("$aws/things/{}/jobs/", self.thing_name);
         if let Some(rest) = publication.topic.strip_prefix(&jobs_prefix) {
-            self.tap.publish(
-                &publication.topic,
-                0,
-                &MqttMessage::new(publication.topic.clone(), publication.payload.clone()),
-            );
+            self.observe(&publication.topic, &publication.payload);
             let outputs =
                 state
                     .jobs
@@ -424,8 +420,7 @@ impl Cloud {
         for output in outputs {
             match output {
                 Output::Reply { topic, payload } => {
-                    self.tap
-                        .publish(&topic, 0, &MqttMessage::new(topic.clone(), payload.clone()));
+                    self.observe(&topic, &payload);
                     // Only the requesting connection gets */accepted and */rejected.
                     if let Some(client) = requester.filter(|c| state.broker.is_connected(c)) {
                         self.deliver(&Delivery {
@@ -442,11 +437,7 @@ impl Cloud {
     }
 
     fn route(&self, state: &mut State, publication: Publication, now: u64, depth: u32) {
-        self.tap.publish(
-            &publication.topic,
-            0,
-            &MqttMessage::new(publication.topic.clone(), publication.payload.clone()),
-        );
+        self.observe(&publication.topic, &publication.payload);
         for delivery in state.broker.route(&publication, now) {
             self.deliver(&delivery);
         }
@@ -492,6 +483,14 @@ impl Cloud {
                 });
             }
             Err(_) => rest.iter().for_each(deliver_later),
+        }
+    }
+
+    /// Shows a message to the tap's observers; nothing is copied when there are none.
+    fn observe(&self, topic: &str, payload: &[u8]) {
+        if self.tap.subscription_count() > 0 {
+            self.tap
+                .publish(topic, 0, &MqttMessage::new(topic, payload.to_vec()));
         }
     }
 

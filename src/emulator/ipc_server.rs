@@ -4,9 +4,9 @@
 //! Must not know: protocol rules or operations (those are the session's and the services').
 
 use super::ipc_services::Services;
-use super::ipc_session::{Next, Session};
+use super::ipc_session::{protocol_error, Next, Session};
 use crate::ipc::codec::{FrameCodec, FrameError};
-use crate::ipc::rpc::{MessageType, RpcMessage};
+use crate::ipc::rpc::RpcMessage;
 use futures_util::{SinkExt, StreamExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,9 +143,4 @@ async fn send_all(
         framed.feed(message.into_frame()).await?;
     }
     framed.flush().await
-}
-
-fn protocol_error(message: &str) -> RpcMessage {
-    let body = serde_json::json!({ "message": message }).to_string();
-    RpcMessage::new(MessageType::ProtocolError, 0, 0).with_json(body.into_bytes())
 }

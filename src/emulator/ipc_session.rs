@@ -47,7 +47,8 @@ pub struct Session {
     events: mpsc::UnboundedSender<RpcMessage>,
 }
 
-fn protocol_error(message: &str) -> RpcMessage {
+/// A PROTOCOL_ERROR carrying `{"message": ...}`.
+pub fn protocol_error(message: &str) -> RpcMessage {
     let body = serde_json::json!({ "message": message }).to_string();
     RpcMessage::new(MessageType::ProtocolError, 0, 0).with_json(body.into_bytes())
 }

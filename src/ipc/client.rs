@@ -431,20 +431,8 @@ impl<E: for<'de> serde::Deserialize<'de>> Subscription<E> {
         }
     }
 
-    /// Ends the subscription.
-    pub fn close(mut self) {
-        self.send_close();
-    }
-
-    fn send_close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            let _ = self.commands.send(Command::Close {
-                stream_id: self.stream_id,
-                terminate: true,
-            });
-        }
-    }
+    /// Ends the subscription (as dropping it does).
+    pub fn close(self) {}
 }
 
 impl<E> Drop for Subscription<E> {
