@@ -176,10 +176,6 @@ impl JobsService {
         Ok(())
     }
 
-    pub fn has_thing(&self, thing_name: &str) -> bool {
-        self.things.contains(thing_name)
-    }
-
     pub fn create_job(&mut self, new: NewJob, now_ms: u64) -> Result<Vec<Output>, ControlError> {
         if !valid_job_id(&new.job_id) {
             return Err(control(

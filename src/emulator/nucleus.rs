@@ -110,11 +110,6 @@ impl Nucleus {
         self.lock().tokens.get(token).cloned()
     }
 
-    /// Invalidates every token of `component` (as a nucleus restart would).
-    pub fn revoke_tokens(&self, component: &str) {
-        self.lock().tokens.retain(|_, c| c != component);
-    }
-
     /// GetConfiguration semantics: an object node comes back as itself, a leaf as
     /// `{leafName: value}`, the empty path as the whole configuration.
     pub fn configuration(

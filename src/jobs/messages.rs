@@ -5,7 +5,7 @@
 //! emulator (which writes them). Must not know: topics, connections or time sources.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// `statusDetails`: string keys to string values.
@@ -249,11 +249,6 @@ pub fn client_token_of(payload: &[u8]) -> Option<String> {
     serde_json::from_slice::<Token>(payload)
         .ok()
         .and_then(|t| t.client_token)
-}
-
-/// An empty JSON object, for fields that must be present.
-pub fn empty_object() -> Value {
-    Value::Object(Map::new())
 }
 
 #[cfg(test)]
