@@ -7,7 +7,7 @@
 //! Run: `cargo bench --bench fleet` (prints a table and writes it to
 //! `$CARGO_TARGET_DIR/ggjh-fleet-report.txt`). Deterministic: fixed seeds, virtual time.
 
-use greengrass_jobs_handler::emulator::jobs_service::{JobsService, NewJob, Output};
+use greengrass_jobs_handler::emulator::cloud::jobs_service::{JobsService, NewJob, Output};
 use greengrass_jobs_handler::jobs::engine::{Action, Engine, EngineConfig, Input, JobOutcome};
 use greengrass_jobs_handler::jobs::messages::{JobStatus, StatusDetails};
 use serde_json::json;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use greengrass_jobs_handler::emulator::jobs_service::NewJob;
+use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::Emulator;
 use greengrass_jobs_handler::ipc::model::{PublishMessage, Qos, SubscriptionResponseMessage};
 use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient};

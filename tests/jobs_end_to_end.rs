@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use greengrass_jobs_handler::emulator::jobs_service::NewJob;
+use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::Emulator;
 use greengrass_jobs_handler::jobs::messages::JobStatus;
 use serde_json::{json, Value};
@@ -20,7 +20,7 @@ struct Setup {
     emulator: Emulator,
     /// The component's working directory (journal, handler directory).
     work: tempfile::TempDir,
-    _server: greengrass_jobs_handler::emulator::ipc_server::IpcServer,
+    _server: greengrass_jobs_handler::emulator::nucleus::ipc_server::IpcServer,
     socket: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -537,7 +537,7 @@ async fn configuration_changes_apply_while_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_job_runs_again_under_a_new_execution_number() {
-    use greengrass_jobs_handler::emulator::jobs_service::RetryConfig;
+    use greengrass_jobs_handler::emulator::cloud::jobs_service::RetryConfig;
     let s = setup(true, quick());
     let _handler = spawn_handler(&s);
     running(&s).await;

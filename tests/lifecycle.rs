@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use greengrass_jobs_handler::emulator::jobs_service::NewJob;
+use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::Emulator;
 use greengrass_jobs_handler::jobs::messages::JobStatus;
 use serde_json::json;

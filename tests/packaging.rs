@@ -3,8 +3,10 @@
 //! rule the emulator runs.
 
 use greengrass_jobs_handler::config::CONFIGURATION_KEYS;
-use greengrass_jobs_handler::emulator::iot_core::Publication;
-use greengrass_jobs_handler::emulator::rules::{Rule, RECONNECT_RULE_SQL, RECONNECT_RULE_TOPIC};
+use greengrass_jobs_handler::emulator::cloud::iot_core::Publication;
+use greengrass_jobs_handler::emulator::cloud::rules::{
+    Rule, RECONNECT_RULE_SQL, RECONNECT_RULE_TOPIC,
+};
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()

@@ -5,8 +5,8 @@
 //! back with a clean session while a job is queued, shows that the handler recovers that job,
 //! stops the component with SIGTERM, and prints a summary. Exits 0 when every step behaved.
 
+use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::cloud::Cloud;
-use greengrass_jobs_handler::emulator::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::Emulator;
 use greengrass_jobs_handler::ipc::model::MqttMessage;
 use greengrass_jobs_handler::jobs::messages::JobStatus;

@@ -8,8 +8,8 @@
 //! restore the core's connection, inject throttling). Signatures are not checked.
 //! Must not know: the Jobs rules themselves (the cloud's); the HTTP server is hyper.
 
+use super::cloud::jobs_service::{ControlError, Execution, Job, NewJob, RetryConfig};
 use super::cloud::Cloud;
-use super::jobs_service::{ControlError, Execution, Job, NewJob, RetryConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -457,7 +457,7 @@ async fn respond(cloud: &Cloud, request: Request<Incoming>) -> Response<Full<Byt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::bus::TopicBus;
+    use crate::emulator::nucleus::bus::TopicBus;
 
     fn cloud() -> Cloud {
         Cloud::new("core", Arc::new(TopicBus::default()), true)

@@ -5,23 +5,15 @@
 //! side ([`cloud`]: the IoT Core broker in [`iot_core`], the Jobs service in [`jobs_service`],
 //! the rules engine in [`rules`]).
 
-pub mod access_control;
-pub mod bus;
 pub mod cloud;
 pub mod control_api;
-pub mod iot_core;
-pub mod ipc_server;
-pub mod ipc_services;
-pub mod ipc_session;
-pub mod jobs_service;
 pub mod nucleus;
-pub mod rules;
 
 use crate::ipc::model::{MqttMessage, PublishMessage};
-use bus::TopicBus;
 use cloud::Cloud;
-use ipc_server::IpcServer;
-use ipc_services::Services;
+use nucleus::bus::TopicBus;
+use nucleus::ipc_server::IpcServer;
+use nucleus::ipc_services::Services;
 use nucleus::Nucleus;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

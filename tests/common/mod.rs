@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use greengrass_jobs_handler::emulator::ipc_server::IpcServer;
+use greengrass_jobs_handler::emulator::nucleus::ipc_server::IpcServer;
 use greengrass_jobs_handler::emulator::Emulator;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -7,8 +7,8 @@
 
 use super::access_control::{MQTT_PROXY, PUBSUB};
 use super::bus::{BusSubscription, TopicBus};
-use super::cloud::Cloud;
-use super::nucleus::{ConfigError, Nucleus};
+use super::components::{ConfigError, Nucleus};
+use crate::emulator::cloud::Cloud;
 use crate::ipc::error::{code, ErrorPayload};
 use crate::ipc::model::*;
 use crate::ipc::rpc::{MessageType, RpcMessage};

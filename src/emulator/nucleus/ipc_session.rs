@@ -259,7 +259,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::bus::TopicBus;
+    use crate::emulator::nucleus::bus::TopicBus;
     use crate::emulator::nucleus::Nucleus;
     use crate::ipc::model::{Operation, PublishToIoTCore, UpdateState};
     use serde_json::json;

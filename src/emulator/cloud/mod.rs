@@ -6,13 +6,17 @@
 //! sends the nucleus to the IPC side; and the timer that fires Jobs deadlines.
 //! Must not know: IPC frames or sessions.
 
-use super::bus::TopicBus;
-use super::iot_core::{Broker, Delivery, Publication, MAX_SUBSCRIPTIONS};
-use super::jobs_service::{ControlError, JobsService, NewJob, Output};
-use super::rules::Rule;
+pub mod iot_core;
+pub mod jobs_service;
+pub mod rules;
+
+use super::nucleus::bus::TopicBus;
 use crate::clock::epoch_ms;
 use crate::ipc::model::MqttMessage;
 use crate::topic;
+use iot_core::{Broker, Delivery, Publication, MAX_SUBSCRIPTIONS};
+use jobs_service::{ControlError, JobsService, NewJob, Output};
+use rules::Rule;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
