@@ -81,7 +81,7 @@ fn main() {
         emulator.nucleus().register(COMPONENT, TOKEN, json!({"jitterMaxMs": 0}));
         let _server = emulator.serve_ipc(&socket).expect("serve");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
-        let _tap = emulator.cloud().tap().subscribe("$aws/things/+/jobs/get", 0, false, Box::new(move |t, _m: &MqttMessage| tx.send((Instant::now(), t.to_owned())).is_ok()));
+        let _tap = emulator.world().tap().subscribe("$aws/things/+/jobs/get", 0, false, Box::new(move |t, _m: &MqttMessage| tx.send((Instant::now(), t.to_owned())).is_ok()));
         let mut lines = Vec::new();
         // Baseline: what the OS alone costs to start a process and see it exit.
         let mut baseline_ms = Vec::new();
@@ -139,7 +139,7 @@ fn main() {
         let mut reconnect_us = Vec::new();
         for _ in 0..200 {
             let sent = Instant::now();
-            emulator.cloud().operator_publish(&format!("reconnect/{THING}"), br#"{"clientId":"bench-core"}"#, 0);
+            emulator.world().operator_publish(&format!("reconnect/{THING}"), br#"{"clientId":"bench-core"}"#, 0);
             let at = loop {
                 match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
                     Ok(Some((at, t))) if t == get_topic => break at,
@@ -182,7 +182,7 @@ fn main() {
         let mut echo_us = Vec::new();
         for _ in 0..200 {
             let sent = Instant::now();
-            emulator.cloud().operator_publish("reconnect/echo", b"{}", 0);
+            emulator.world().operator_publish("reconnect/echo", b"{}", 0);
             let at = loop {
                 match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
                     Ok(Some((at, t))) if t == get_topic => break at,

@@ -11,4 +11,5 @@ pub mod ipc;
 pub mod jobs;
 pub mod journal;
 pub mod logging;
+pub mod sim;
 pub mod topic;

@@ -104,7 +104,7 @@ async fn scenario(interpolate: bool) {
         ("remote", json!({"operation": "remote"})),
     ] {
         emulator
-            .cloud()
+            .world()
             .create_job(NewJob {
                 job_id: job.into(),
                 targets: vec![THING.into()],
@@ -114,7 +114,7 @@ async fn scenario(interpolate: bool) {
             .unwrap();
         within(&format!("{job} succeeded"), async {
             while emulator
-                .cloud()
+                .world()
                 .with_jobs(|j| j.execution(job, THING, None).map(|e| e.status))
                 != Some(JobStatus::Succeeded)
             {

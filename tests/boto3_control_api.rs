@@ -38,7 +38,7 @@ async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
         .register(COMPONENT, TOKEN, json!({"jitterMaxMs": 0}));
     let _server = emulator.serve_ipc(&socket).unwrap();
     let (addr, _api) =
-        control_api::serve(Arc::clone(emulator.cloud()), "127.0.0.1:0".parse().unwrap())
+        control_api::serve(Arc::clone(emulator.world()), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
     let _handler = tokio::process::Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))

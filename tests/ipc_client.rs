@@ -236,7 +236,8 @@ async fn many_concurrent_clients() {
         .await
         .unwrap();
     let mut tasks = Vec::new();
-    for c in 0..40 {
+    // 80 publishes: under IoT Core's 100 a second for the nucleus's one connection.
+    for c in 0..8 {
         let socket = env.socket.clone();
         tasks.push(tokio::spawn(async move {
             let client = IpcClient::connect(&socket, TOKEN, ClientOptions::default())
@@ -271,7 +272,7 @@ async fn many_concurrent_clients() {
         within("client task", t).await.unwrap();
     }
     let mut count = 0;
-    while count < 400 {
+    while count < 80 {
         within("observer", all.recv()).await.unwrap();
         count += 1;
     }
@@ -426,14 +427,14 @@ async fn a_resumed_persistent_session_replays_stored_messages_at_most_ten_a_seco
         .subscribe_to_iot_core("stored/#", Qos::AtLeastOnce)
         .await
         .unwrap();
-    env.emulator.cloud().disconnect_nucleus();
+    env.emulator.world().disconnect_nucleus();
     for i in 0..4 {
         env.emulator
-            .cloud()
+            .world()
             .operator_publish(&format!("stored/{i}"), b"x", 1);
     }
     let resumed = std::time::Instant::now();
-    env.emulator.cloud().reconnect_nucleus(false);
+    env.emulator.world().reconnect_nucleus(false);
     let mut topics = Vec::new();
     for _ in 0..4 {
         let IoTCoreMessage::Message(m) = within("replayed message", sub.recv()).await.unwrap();

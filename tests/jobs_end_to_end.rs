@@ -74,7 +74,7 @@ async fn running(s: &Setup) {
 
 fn create(s: &Setup, job_id: &str, document: Value) {
     s.emulator
-        .cloud()
+        .world()
         .create_job(NewJob {
             job_id: job_id.into(),
             targets: vec![THING.into()],
@@ -88,7 +88,7 @@ fn create(s: &Setup, job_id: &str, document: Value) {
 type ExecutionView = (JobStatus, i64, Vec<(String, String)>);
 
 fn status(s: &Setup, job_id: &str) -> Option<ExecutionView> {
-    s.emulator.cloud().with_jobs(|j| {
+    s.emulator.world().with_jobs(|j| {
         j.execution(job_id, THING, None).map(|e| {
             (
                 e.status,
@@ -144,9 +144,9 @@ async fn queue_during_clean_disconnect(s: &Setup) {
     running(s).await;
     // Let the start-up query finish so the only way to learn of the job is what follows.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    s.emulator.cloud().disconnect_nucleus();
+    s.emulator.world().disconnect_nucleus();
     create(s, "while-away", json!({"operation": "add", "a": 1, "b": 2}));
-    s.emulator.cloud().reconnect_nucleus(true);
+    s.emulator.world().reconnect_nucleus(true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,9 +177,9 @@ async fn a_persistent_session_delivers_the_queued_notification_even_without_the_
     let _handler = spawn_handler(&s);
     running(&s).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    s.emulator.cloud().disconnect_nucleus();
+    s.emulator.world().disconnect_nucleus();
     create(&s, "kept", json!({"operation": "echo"}));
-    s.emulator.cloud().reconnect_nucleus(false);
+    s.emulator.world().reconnect_nucleus(false);
     wait_status(&s, "kept", JobStatus::Succeeded).await;
 }
 
@@ -188,7 +188,7 @@ async fn the_nucleus_deployment_job_is_left_alone() {
     let s = setup(true, quick());
     // A Greengrass deployment queued first: it is the head of the thing's queue.
     s.emulator
-        .cloud()
+        .world()
         .create_job(NewJob {
             job_id: "deployment-1".into(),
             targets: vec![THING.into()],
@@ -208,7 +208,7 @@ async fn the_nucleus_deployment_job_is_left_alone() {
         Some((JobStatus::Queued, 1))
     );
     // The nucleus's own traffic on the same thing does not disturb the handler.
-    s.emulator.cloud().operator_publish(
+    s.emulator.world().operator_publish(
         &format!("$aws/things/{THING}/jobs/get/accepted"),
         br#"{"clientToken":"nucleus-42","queuedJobs":[{"jobId":"deployment-1","executionNumber":1,"versionNumber":1}]}"#,
         1,
@@ -228,7 +228,7 @@ async fn a_job_canceled_in_the_cloud_is_stopped() {
     running(&s).await;
     create(&s, "long", json!({"operation": "sleep", "seconds": 600}));
     wait_status(&s, "long", JobStatus::InProgress).await;
-    s.emulator.cloud().cancel_job("long", true, None).unwrap();
+    s.emulator.world().cancel_job("long", true, None).unwrap();
     wait_status(&s, "long", JobStatus::Canceled).await;
     // The handler is free again: the next job runs at once.
     create(&s, "after", json!({"operation": "echo"}));
@@ -248,7 +248,7 @@ async fn throttled_requests_are_retried() {
         json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000, "maxBackoffMs": 1000}),
     );
     create(&s, "t", json!({"operation": "echo"}));
-    s.emulator.cloud().throttle(THING, 2);
+    s.emulator.world().throttle(THING, 2);
     let _handler = spawn_handler(&s);
     running(&s).await;
     wait_status(&s, "t", JobStatus::Succeeded).await;
@@ -527,7 +527,7 @@ async fn configuration_changes_apply_while_running() {
         Some(JobStatus::Queued)
     );
     // A message on the newly configured topic is the reconnect signal now.
-    s.emulator.cloud().operator_publish(
+    s.emulator.world().operator_publish(
         &format!("fleet/custom/{THING}"),
         br#"{"clientId":"core-1"}"#,
         1,
@@ -542,7 +542,7 @@ async fn a_retried_job_runs_again_under_a_new_execution_number() {
     let _handler = spawn_handler(&s);
     running(&s).await;
     s.emulator
-        .cloud()
+        .world()
         .create_job(NewJob {
             job_id: "flaky".into(),
             targets: vec![THING.into()],
@@ -556,7 +556,7 @@ async fn a_retried_job_runs_again_under_a_new_execution_number() {
         .unwrap();
     within("both executions failed", async {
         loop {
-            let done = s.emulator.cloud().with_jobs(|j| {
+            let done = s.emulator.world().with_jobs(|j| {
                 let e = j.executions_for_job("flaky");
                 e.len() == 2 && e.iter().all(|e| e.status == JobStatus::Failed)
             });
@@ -591,7 +591,7 @@ async fn a_reconnect_topic_on_a_second_nucleus_connection_never_fires() {
     }
     let _handler = spawn_handler(&s);
     running(&s).await;
-    let connections = s.emulator.cloud().nucleus_connections();
+    let connections = s.emulator.world().nucleus_connections();
     let second = connections
         .iter()
         .find(|(id, _)| id == &format!("{THING}#2"))

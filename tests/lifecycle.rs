@@ -143,7 +143,7 @@ async fn packaged_run_reports_running_logs_plainly_and_stops_on_sigterm() {
     )
     .await;
     emulator
-        .cloud()
+        .world()
         .create_job(NewJob {
             job_id: "long".into(),
             targets: vec![THING.into()],
@@ -153,7 +153,7 @@ async fn packaged_run_reports_running_logs_plainly_and_stops_on_sigterm() {
         .unwrap();
     within("job running", async {
         while emulator
-            .cloud()
+            .world()
             .with_jobs(|j| j.execution("long", THING, None).map(|e| e.status))
             != Some(JobStatus::InProgress)
         {
@@ -196,7 +196,7 @@ async fn packaged_run_reports_running_logs_plainly_and_stops_on_sigterm() {
     let _again = spawn();
     within("interrupted job reported", async {
         while emulator
-            .cloud()
+            .world()
             .with_jobs(|j| j.execution("long", THING, None).map(|e| e.status))
             != Some(JobStatus::Failed)
         {
@@ -222,7 +222,7 @@ async fn cross_built_binary_runs_a_job() {
         .register(COMPONENT, TOKEN, json!({"jitterMaxMs": "0"}));
     let _server = emulator.serve_ipc(&socket).unwrap();
     emulator
-        .cloud()
+        .world()
         .create_job(NewJob {
             job_id: "cross".into(),
             targets: vec![THING.into()],
@@ -250,7 +250,7 @@ async fn cross_built_binary_runs_a_job() {
     .expect("RUNNING under the emulator");
     tokio::time::timeout(Duration::from_secs(30), async {
         while emulator
-            .cloud()
+            .world()
             .with_jobs(|j| j.execution("cross", THING, None).map(|e| e.status))
             != Some(JobStatus::Succeeded)
         {

@@ -6,7 +6,7 @@
 //! stops the component with SIGTERM, and prints a summary. Exits 0 when every step behaved.
 
 use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
-use greengrass_jobs_handler::emulator::cloud::Cloud;
+use greengrass_jobs_handler::emulator::shared_world::SharedWorld;
 use greengrass_jobs_handler::emulator::Emulator;
 use greengrass_jobs_handler::ipc::model::MqttMessage;
 use greengrass_jobs_handler::jobs::messages::JobStatus;
@@ -33,13 +33,13 @@ impl Demo {
         println!("{t:7.3}s  {who:<10} {text}");
     }
 
-    fn cloud(&self) -> &Arc<Cloud> {
-        self.emulator.cloud()
+    fn world(&self) -> &Arc<SharedWorld> {
+        self.emulator.world()
     }
 
     fn create(&self, job_id: &str, document: Value, namespace: Option<&str>) -> Result<(), String> {
         self.say("operator", &format!("CreateJob {job_id}: {document}"));
-        self.cloud()
+        self.world()
             .create_job(NewJob {
                 job_id: job_id.into(),
                 targets: vec![THING.into()],
@@ -51,7 +51,7 @@ impl Demo {
     }
 
     fn status(&self, job_id: &str) -> Option<(JobStatus, String)> {
-        self.cloud().with_jobs(|j| {
+        self.world().with_jobs(|j| {
             j.execution(job_id, THING, None).map(|e| {
                 (
                     e.status,
@@ -180,7 +180,7 @@ fn watch_cloud(demo: &Demo) -> Vec<impl Drop> {
     ["#", "$aws/#"]
         .into_iter()
         .map(|filter| {
-            demo.cloud()
+            demo.world()
                 .tap()
                 .subscribe(filter, 0, false, show(demo.start))
         })
@@ -228,7 +228,7 @@ async fn run(demo: &Demo) -> Result<Vec<String>, String> {
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     demo.say("emulator", "--- the core's MQTT connection drops ---");
-    demo.cloud().disconnect_nucleus();
+    demo.world().disconnect_nucleus();
     demo.create(
         "while-away",
         json!({"operation": "echo", "message": "queued while the core was offline"}),
@@ -240,7 +240,7 @@ async fn run(demo: &Demo) -> Result<Vec<String>, String> {
         "--- the core reconnects with a CLEAN session: the queued notify-next is lost ---",
     );
     let reconnected = Instant::now();
-    demo.cloud().reconnect_nucleus(true);
+    demo.world().reconnect_nucleus(true);
     demo.wait_for("while-away", JobStatus::Succeeded).await?;
     let recovered_in = reconnected.elapsed();
 

@@ -97,7 +97,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let (control, _control_task) = match control_api::serve(Arc::clone(emulator.cloud()), args.control).await {
+        let (control, _control_task) = match control_api::serve(Arc::clone(emulator.world()), args.control).await {
             Ok(bound) => bound,
             Err(e) => {
                 tracing::error!(address = %args.control, error = %e, "cannot serve the control API");

@@ -9,7 +9,7 @@
 //! Must not know: the Jobs rules themselves (the cloud's); the HTTP server is hyper.
 
 use super::cloud::jobs_service::{ControlError, Execution, Job, NewJob, RetryConfig};
-use super::cloud::Cloud;
+use super::shared_world::SharedWorld;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -160,7 +160,7 @@ fn job_json(job: &Job) -> Value {
 }
 
 /// Handles one request; pure apart from the cloud's state.
-pub fn handle(cloud: &Cloud, method: &str, path: &str, query: &str, body: &[u8]) -> Reply {
+pub fn handle(cloud: &SharedWorld, method: &str, path: &str, query: &str, body: &[u8]) -> Reply {
     let segments: Vec<String> = path
         .trim_matches('/')
         .split('/')
@@ -296,7 +296,7 @@ pub fn handle(cloud: &Cloud, method: &str, path: &str, query: &str, body: &[u8])
     result
 }
 
-fn create_job(cloud: &Cloud, job_id: &str, body: &Value) -> Reply {
+fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Reply {
     let Some(targets) = body.get("targets").and_then(Value::as_array) else {
         return error(400, "InvalidRequestException", "targets is required");
     };
@@ -394,7 +394,7 @@ fn retry_config(body: &Value) -> RetryConfig {
 
 /// Serves the control API on `addr` until the task is dropped; returns the bound address.
 pub async fn serve(
-    cloud: Arc<Cloud>,
+    cloud: Arc<SharedWorld>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
@@ -430,7 +430,7 @@ pub async fn serve(
 /// Largest request body accepted (a job document is at most 32 KiB).
 const MAX_BODY: usize = 256 * 1024;
 
-async fn respond(cloud: &Cloud, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(cloud: &SharedWorld, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
@@ -457,10 +457,15 @@ async fn respond(cloud: &Cloud, request: Request<Incoming>) -> Response<Full<Byt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::nucleus::bus::TopicBus;
+    use crate::emulator::{Emulator, EmulatorOptions};
 
-    fn cloud() -> Cloud {
-        Cloud::new("core", Arc::new(TopicBus::default()), true)
+    fn cloud() -> Arc<SharedWorld> {
+        let emulator = Emulator::with_options(EmulatorOptions {
+            thing: "core".into(),
+            clock: crate::emulator::clock::ClockMode::Manual,
+            ..EmulatorOptions::default()
+        });
+        Arc::clone(emulator.world())
     }
 
     #[test]

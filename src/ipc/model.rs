@@ -81,6 +81,13 @@ operation!(
     ConfigurationUpdateEvents
 );
 
+operation!(
+    SubscribeToIoTCoreConnectionStatus,
+    Empty,
+    SubscribeToIoTCoreConnectionStatusResponse,
+    IoTCoreConnectionStatusEvent
+);
+
 /// A structure with no members (`{}` on the wire); unknown members are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Empty {}
@@ -264,6 +271,52 @@ impl From<PublishToIoTCoreRequest> for MqttMessage {
 #[serde(rename_all = "camelCase")]
 pub enum IoTCoreMessage {
     Message(MqttMessage),
+}
+
+/// `aws.greengrass#ConnectionStatus`: the core's IoT Core connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConnectionStatus {
+    Connected,
+    Disconnected,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionStatusEvent {
+    pub status: ConnectionStatus,
+}
+
+/// Stream event of SubscribeToIoTCoreConnectionStatus
+/// (`aws.greengrass#IoTCoreConnectionStatusEvent`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum IoTCoreConnectionStatusEvent {
+    ConnectionStatusEvent(ConnectionStatusEvent),
+}
+
+impl IoTCoreConnectionStatusEvent {
+    pub fn new(connected: bool) -> Self {
+        Self::ConnectionStatusEvent(ConnectionStatusEvent {
+            status: if connected {
+                ConnectionStatus::Connected
+            } else {
+                ConnectionStatus::Disconnected
+            },
+        })
+    }
+
+    pub fn connected(&self) -> bool {
+        let Self::ConnectionStatusEvent(e) = self;
+        e.status == ConnectionStatus::Connected
+    }
+}
+
+/// The first response of SubscribeToIoTCoreConnectionStatus; `messages` carries the current
+/// status (it also comes as the stream's first event).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubscribeToIoTCoreConnectionStatusResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<IoTCoreConnectionStatusEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,14 +6,19 @@
 //! AWS's payload shapes. Must not know: jobs, rules, IPC or real time (time is passed in as
 //! epoch milliseconds).
 
+use super::subscription_tree::SubscriptionTree;
 use crate::topic;
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Subscriptions one connection may hold; AWS silently ignores the rest.
 pub const MAX_SUBSCRIPTIONS: usize = 50;
 /// Default persistent-session expiry.
 pub const DEFAULT_SESSION_EXPIRY_MS: u64 = 3_600_000;
+/// The longest persistent-session expiry an account can be given.
+pub const MAX_SESSION_EXPIRY_MS: u64 = 604_800_000;
+/// Publishes one connection may make per second; the rest are dropped.
+pub const MAX_PUBLISHES_PER_SECOND: u32 = 100;
 
 /// A message the broker hands to one client.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,28 +41,40 @@ pub struct Publication {
 struct Session {
     connected: bool,
     persistent: bool,
+    /// Filters in the order they were first subscribed, with their QoS.
     subscriptions: Vec<(String, u8)>,
     queued: VecDeque<Delivery>,
     /// When a disconnected persistent session is discarded.
     expires_at: Option<u64>,
     session_identifier: u64,
+    /// Publishes in the current second: (second, count).
+    publish_window: (u64, u32),
 }
 
 /// The broker.
+///
+/// Call contract: time comes in as epoch milliseconds and never goes back between calls; every
+/// call costs O(log n) in the number of sessions (plus the matching subscribers of a route).
 #[derive(Debug)]
 pub struct Broker {
-    sessions: HashMap<String, Session>,
+    sessions: BTreeMap<String, Session>,
+    /// Every session's filters, for routing.
+    tree: SubscriptionTree,
+    /// Disconnected persistent sessions by expiry time.
+    expiry: BTreeSet<(u64, String)>,
     /// Per-client presence `versionNumber`, monotonic.
-    versions: HashMap<String, u64>,
+    versions: BTreeMap<String, u64>,
     next_session_id: u64,
-    pub session_expiry_ms: u64,
+    session_expiry_ms: u64,
 }
 
 impl Default for Broker {
     fn default() -> Self {
         Self {
-            sessions: HashMap::new(),
-            versions: HashMap::new(),
+            sessions: BTreeMap::new(),
+            tree: SubscriptionTree::default(),
+            expiry: BTreeSet::new(),
+            versions: BTreeMap::new(),
             next_session_id: 1,
             session_expiry_ms: DEFAULT_SESSION_EXPIRY_MS,
         }
@@ -69,19 +86,40 @@ fn emits_lifecycle(client_id: &str) -> bool {
     !client_id.contains(['#', '+'])
 }
 
+fn session_uuid(id: u64) -> String {
+    format!("{id:08x}-0000-4000-8000-000000000000")
+}
+
 /// Result of a CONNECT.
 #[derive(Debug, Default)]
 pub struct Connected {
     pub session_present: bool,
     /// Lifecycle events to publish.
     pub events: Vec<Publication>,
-    /// Messages stored while the client was away, now delivered.
+    /// Messages stored while the client was away, to be delivered (at most 10 a second).
     pub replayed: Vec<Delivery>,
 }
 
 impl Broker {
+    /// Sets how long a disconnected persistent session is kept (capped at 7 days, as AWS caps
+    /// the account setting).
+    pub fn set_session_expiry_ms(&mut self, ms: u64) {
+        self.session_expiry_ms = ms.min(MAX_SESSION_EXPIRY_MS);
+    }
+
+    pub fn session_expiry_ms(&self) -> u64 {
+        self.session_expiry_ms
+    }
+
     pub fn is_connected(&self, client_id: &str) -> bool {
         self.sessions.get(client_id).is_some_and(|s| s.connected)
+    }
+
+    /// Whether the broker holds a session (connected or stored) for `client_id`.
+    pub fn has_session(&self, client_id: &str, now_ms: u64) -> bool {
+        self.sessions
+            .get(client_id)
+            .is_some_and(|s| s.connected || s.expires_at.is_none_or(|at| at > now_ms))
     }
 
     pub fn subscriptions(&self, client_id: &str) -> Vec<String> {
@@ -93,6 +131,11 @@ impl Broker {
 
     pub fn queued_count(&self, client_id: &str) -> usize {
         self.sessions.get(client_id).map_or(0, |s| s.queued.len())
+    }
+
+    /// Number of sessions held (connected or stored).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// CONNECT with `clean` = cleanSession/Clean Start.
@@ -109,13 +152,16 @@ impl Broker {
         self.next_session_id += 1;
         if resumable {
             if let Some(s) = self.sessions.get_mut(client_id) {
+                if let Some(at) = s.expires_at.take() {
+                    self.expiry.remove(&(at, client_id.to_owned()));
+                }
                 s.connected = true;
-                s.expires_at = None;
                 s.session_identifier = session_id;
                 out.session_present = true;
                 out.replayed = s.queued.drain(..).collect();
             }
         } else {
+            self.drop_session(client_id);
             self.sessions.insert(
                 client_id.to_owned(),
                 Session {
@@ -125,6 +171,7 @@ impl Broker {
                     queued: VecDeque::new(),
                     expires_at: None,
                     session_identifier: session_id,
+                    publish_window: (0, 0),
                 },
             );
         }
@@ -137,7 +184,7 @@ impl Broker {
                     "clientId": client_id,
                     "timestamp": now_ms,
                     "eventType": "connected",
-                    "sessionIdentifier": format!("{session_id:08x}-0000-4000-8000-000000000000"),
+                    "sessionIdentifier": session_uuid(session_id),
                     "principalIdentifier": "emulated-certificate",
                     "ipAddress": "127.0.0.1",
                     "versionNumber": *version,
@@ -165,9 +212,11 @@ impl Broker {
         s.connected = false;
         let session_id = s.session_identifier;
         if s.persistent {
-            s.expires_at = Some(now_ms + expiry);
+            let at = now_ms + expiry;
+            s.expires_at = Some(at);
+            self.expiry.insert((at, client_id.to_owned()));
         } else {
-            self.sessions.remove(client_id);
+            self.drop_session(client_id);
         }
         if !emits_lifecycle(client_id) {
             return Vec::new();
@@ -180,7 +229,7 @@ impl Broker {
                 "timestamp": now_ms,
                 "eventType": "disconnected",
                 "clientInitiatedDisconnect": client_initiated,
-                "sessionIdentifier": format!("{session_id:08x}-0000-4000-8000-000000000000"),
+                "sessionIdentifier": session_uuid(session_id),
                 "principalIdentifier": "emulated-certificate",
                 "disconnectReason": reason,
                 "versionNumber": version,
@@ -189,6 +238,14 @@ impl Broker {
             .into_bytes(),
             qos: 0,
         }]
+    }
+
+    /// The broker loses a stored session (expiry, a broker-side failure): the next CONNECT
+    /// finds no session, whatever its clean flag. A connected session is not touched.
+    pub fn discard_session(&mut self, client_id: &str) {
+        if !self.is_connected(client_id) {
+            self.drop_session(client_id);
+        }
     }
 
     /// One SUBSCRIBE packet; returns the `subscribed` event (one per packet).
@@ -205,51 +262,74 @@ impl Broker {
             if topic::validate_filter(filter).is_err() {
                 continue;
             }
+            let qos = (*qos).min(1);
             if let Some(existing) = s.subscriptions.iter_mut().find(|(f, _)| f == filter) {
-                existing.1 = *qos;
+                existing.1 = qos;
+                self.tree.insert(filter, client_id, qos);
             } else if s.subscriptions.len() < MAX_SUBSCRIPTIONS {
-                s.subscriptions.push((filter.clone(), (*qos).min(1)));
+                s.subscriptions.push((filter.clone(), qos));
+                self.tree.insert(filter, client_id, qos);
             } else {
                 tracing::warn!(client_id, filter = %filter, "over {MAX_SUBSCRIPTIONS} subscriptions: silently ignored, as AWS IoT does");
             }
         }
-        if !emits_lifecycle(client_id) {
+        let session_id = s.session_identifier;
+        subscription_event(client_id, "subscribed", session_id, filters, now_ms)
+    }
+
+    /// One UNSUBSCRIBE packet; returns the `unsubscribed` event (one per packet).
+    pub fn unsubscribe(
+        &mut self,
+        client_id: &str,
+        filters: &[String],
+        now_ms: u64,
+    ) -> Vec<Publication> {
+        let Some(s) = self.sessions.get_mut(client_id).filter(|s| s.connected) else {
             return Vec::new();
+        };
+        for filter in filters {
+            if let Some(i) = s.subscriptions.iter().position(|(f, _)| f == filter) {
+                s.subscriptions.remove(i);
+                self.tree.remove(filter, client_id);
+            }
         }
-        let topics: Vec<&str> = filters.iter().map(|(f, _)| f.as_str()).collect();
-        vec![Publication {
-            topic: format!("$aws/events/subscriptions/subscribed/{client_id}"),
-            payload: json!({
-                "clientId": client_id,
-                "timestamp": now_ms,
-                "eventType": "subscribed",
-                "sessionIdentifier": format!("{:08x}-0000-4000-8000-000000000000", s.session_identifier),
-                "principalIdentifier": "emulated-certificate",
-                "topics": topics,
-            })
-            .to_string()
-            .into_bytes(),
-            qos: 0,
-        }]
+        let session_id = s.session_identifier;
+        let listed: Vec<(String, u8)> = filters.iter().map(|f| (f.clone(), 0)).collect();
+        subscription_event(client_id, "unsubscribed", session_id, &listed, now_ms)
+    }
+
+    /// Counts one PUBLISH from `client_id`; false when it is over the per-connection rate and
+    /// must be dropped.
+    pub fn admit_publish(&mut self, client_id: &str, now_ms: u64) -> bool {
+        let Some(s) = self.sessions.get_mut(client_id).filter(|s| s.connected) else {
+            return false;
+        };
+        let second = now_ms / 1000;
+        if s.publish_window.0 != second {
+            s.publish_window = (second, 0);
+        }
+        s.publish_window.1 += 1;
+        if s.publish_window.1 > MAX_PUBLISHES_PER_SECOND {
+            tracing::warn!(
+                client_id,
+                "over {MAX_PUBLISHES_PER_SECOND} publishes a second on one connection: dropped"
+            );
+            return false;
+        }
+        true
     }
 
     /// Routes a publication: delivered to connected subscribers, queued (QoS 1) for
-    /// disconnected persistent ones.
+    /// disconnected persistent ones. Deliveries come in client-id order.
     pub fn route(&mut self, publication: &Publication, now_ms: u64) -> Vec<Delivery> {
         self.expire(now_ms);
         let mut out = Vec::new();
-        for (client_id, s) in &mut self.sessions {
-            let Some(qos) = s
-                .subscriptions
-                .iter()
-                .filter(|(f, _)| topic::matches(f, &publication.topic))
-                .map(|(_, q)| *q)
-                .max()
-            else {
+        for (client_id, qos) in self.tree.matches(&publication.topic) {
+            let Some(s) = self.sessions.get_mut(&client_id) else {
                 continue;
             };
             let delivery = Delivery {
-                client_id: client_id.clone(),
+                client_id,
                 topic: publication.topic.clone(),
                 payload: publication.payload.clone(),
                 qos: qos.min(publication.qos),
@@ -263,10 +343,68 @@ impl Broker {
         out
     }
 
-    fn expire(&mut self, now_ms: u64) {
-        self.sessions
-            .retain(|_, s| s.connected || s.expires_at.is_none_or(|at| at > now_ms));
+    /// Puts a stored message back at the head of a session's queue (its replay found the
+    /// client gone again). Dropped when the session is gone.
+    pub fn requeue(&mut self, delivery: Delivery) {
+        if let Some(s) = self
+            .sessions
+            .get_mut(&delivery.client_id)
+            .filter(|s| s.persistent && !s.connected)
+        {
+            s.queued.push_front(delivery);
+        }
     }
+
+    fn drop_session(&mut self, client_id: &str) {
+        if let Some(s) = self.sessions.remove(client_id) {
+            for (filter, _) in &s.subscriptions {
+                self.tree.remove(filter, client_id);
+            }
+            if let Some(at) = s.expires_at {
+                self.expiry.remove(&(at, client_id.to_owned()));
+            }
+        }
+    }
+
+    fn expire(&mut self, now_ms: u64) {
+        while let Some((at, client)) = self.expiry.first().cloned() {
+            if at > now_ms {
+                break;
+            }
+            self.expiry.pop_first();
+            tracing::debug!(client_id = %client, "persistent session expired");
+            self.drop_session(&client);
+            // AWS resets the presence version after a session ends.
+            self.versions.remove(&client);
+        }
+    }
+}
+
+fn subscription_event(
+    client_id: &str,
+    event_type: &str,
+    session_id: u64,
+    filters: &[(String, u8)],
+    now_ms: u64,
+) -> Vec<Publication> {
+    if !emits_lifecycle(client_id) {
+        return Vec::new();
+    }
+    let topics: Vec<&str> = filters.iter().map(|(f, _)| f.as_str()).collect();
+    vec![Publication {
+        topic: format!("$aws/events/subscriptions/{event_type}/{client_id}"),
+        payload: json!({
+            "clientId": client_id,
+            "timestamp": now_ms,
+            "eventType": event_type,
+            "sessionIdentifier": session_uuid(session_id),
+            "principalIdentifier": "emulated-certificate",
+            "topics": topics,
+        })
+        .to_string()
+        .into_bytes(),
+        qos: 0,
+    }]
 }
 
 #[cfg(test)]
@@ -310,10 +448,8 @@ mod tests {
 
     #[test]
     fn session_expires() {
-        let mut b = Broker {
-            session_expiry_ms: 1000,
-            ..Broker::default()
-        };
+        let mut b = Broker::default();
+        b.set_session_expiry_ms(1000);
         b.connect("dev", false, 0);
         b.subscribe("dev", &subs("a"), 0);
         b.disconnect("dev", "CONNECTION_LOST", false, 0);
@@ -353,5 +489,68 @@ mod tests {
         }
         assert_eq!(b.subscriptions("dev").len(), MAX_SUBSCRIPTIONS);
         assert!(b.route(&publication("t/55", 1), 0).is_empty());
+    }
+
+    #[test]
+    fn unsubscribe_emits_an_event_and_stops_delivery() {
+        let mut b = Broker::default();
+        b.connect("dev", false, 0);
+        b.subscribe("dev", &subs("a/#"), 0);
+        let e = b.unsubscribe("dev", &["a/#".to_owned()], 5);
+        assert_eq!(e[0].topic, "$aws/events/subscriptions/unsubscribed/dev");
+        let v: Value = serde_json::from_slice(&e[0].payload).unwrap();
+        assert_eq!(v["eventType"], "unsubscribed");
+        assert_eq!(v["topics"], serde_json::json!(["a/#"]));
+        assert!(b.route(&publication("a/1", 1), 6).is_empty());
+    }
+
+    #[test]
+    fn a_discarded_session_is_not_resumed() {
+        let mut b = Broker::default();
+        b.connect("dev", false, 0);
+        b.subscribe("dev", &subs("a"), 0);
+        b.disconnect("dev", "CONNECTION_LOST", false, 1);
+        b.route(&publication("a", 1), 2);
+        b.discard_session("dev");
+        let c = b.connect("dev", false, 3);
+        assert!(!c.session_present);
+        assert!(c.replayed.is_empty());
+        assert!(
+            b.route(&publication("a", 1), 4).is_empty(),
+            "the filters went with it"
+        );
+    }
+
+    #[test]
+    fn expiry_costs_no_scan_and_forgets_the_filters() {
+        let mut b = Broker::default();
+        b.set_session_expiry_ms(1000);
+        for i in 0..100 {
+            let id = format!("dev{i}");
+            b.connect(&id, false, 0);
+            b.subscribe(&id, &subs("a"), 0);
+            b.disconnect(&id, "CONNECTION_LOST", false, i);
+        }
+        b.route(&publication("a", 1), 1049);
+        assert_eq!(
+            b.session_count(),
+            50,
+            "sessions expire in order of their deadline"
+        );
+        b.route(&publication("a", 1), 2000);
+        assert_eq!(b.session_count(), 0);
+        assert!(b.tree.is_empty());
+    }
+
+    #[test]
+    fn publishes_over_the_per_connection_rate_are_refused() {
+        let mut b = Broker::default();
+        b.connect("dev", false, 0);
+        let admitted = (0..150).filter(|_| b.admit_publish("dev", 500)).count();
+        assert_eq!(admitted, MAX_PUBLISHES_PER_SECOND as usize);
+        assert!(
+            b.admit_publish("dev", 1000),
+            "a new second, a new allowance"
+        );
     }
 }

@@ -1,14 +1,15 @@
 //! The IPC operations the emulated nucleus serves.
 //!
 //! Owns: what each operation does to the emulator's state and what it answers: IoT Core
-//! publish/subscribe, local publish/subscribe, UpdateState, GetConfiguration and
-//! SubscribeToConfigurationUpdate, with the nucleus's modeled errors.
+//! publish/subscribe (a filter is let go on IoT Core when its stream ends),
+//! SubscribeToIoTCoreConnectionStatus, local publish/subscribe, UpdateState, GetConfiguration
+//! and SubscribeToConfigurationUpdate, with the nucleus's modeled errors.
 //! Must not know: frames, stream ids or connection rules (that is [`super::ipc_session`]).
 
 use super::access_control::{MQTT_PROXY, PUBSUB};
 use super::bus::{BusSubscription, TopicBus};
 use super::components::{ConfigError, Nucleus};
-use crate::emulator::cloud::Cloud;
+use crate::emulator::shared_world::SharedWorld;
 use crate::ipc::error::{code, ErrorPayload};
 use crate::ipc::model::*;
 use crate::ipc::rpc::{MessageType, RpcMessage};
@@ -56,8 +57,12 @@ pub struct Services {
     pub local: Arc<TopicBus<PublishMessage>>,
     /// What IoT Core delivers to the nucleus, fanned out to subscribed components.
     pub iot: Arc<TopicBus<MqttMessage>>,
-    /// IoT Core and the Jobs service behind the nucleus's MQTT connection.
-    pub cloud: Arc<Cloud>,
+    /// The world behind the nucleus's MQTT connection.
+    pub world: Arc<SharedWorld>,
+    /// The core device (thing name) this nucleus runs on.
+    pub core: String,
+    /// Whether the core's IoT Core connection is up.
+    pub connection_status: tokio::sync::watch::Receiver<bool>,
 }
 
 fn qos_number(qos: Qos) -> u8 {
@@ -139,6 +144,9 @@ impl Services {
             o if o == SubscribeToIoTCore::NAME => self.subscribe_to_iot_core(ctx, payload),
             o if o == PublishToTopic::NAME => self.publish_to_topic(ctx, payload),
             o if o == SubscribeToTopic::NAME => self.subscribe_to_topic(ctx, payload),
+            o if o == SubscribeToIoTCoreConnectionStatus::NAME => {
+                self.subscribe_to_connection_status(ctx)
+            }
             o if o == UpdateState::NAME => self.update_state(ctx, payload),
             o if o == GetConfiguration::NAME => self.get_configuration(ctx, payload),
             o if o == SubscribeToConfigurationUpdate::NAME => {
@@ -166,7 +174,7 @@ impl Services {
         let qos = qos_number(request.qos);
         let message = MqttMessage::from(request);
         tracing::debug!(component = ctx.component, topic = %message.topic_name, "PublishToIoTCore");
-        self.cloud.publish_from_nucleus(&message, qos);
+        self.world.publish_from_core(&self.core, &message, qos);
         Ok(response(PublishToIoTCore::RESPONSE_TYPE, &Empty {}))
     }
 
@@ -196,12 +204,52 @@ impl Services {
                 send(&IoTCoreMessage::Message(message.clone()))
             }),
         );
-        self.cloud
-            .subscribe_from_nucleus(&request.topic_name, qos_number(request.qos));
+        self.world
+            .subscribe_from_core(&self.core, &request.topic_name, qos_number(request.qos));
+        let guard = IotSubscriptionGuard {
+            bus: Some(guard),
+            world: Arc::clone(&self.world),
+            core: self.core.clone(),
+            filter: request.topic_name,
+        };
         stream(
             SubscribeToIoTCore::RESPONSE_TYPE,
             &Empty {},
             Box::new(guard),
+        )
+    }
+
+    /// The core's connection status now, then an event on every change. Needs no
+    /// authorization, as on the nucleus.
+    fn subscribe_to_connection_status(&self, ctx: &CallContext<'_>) -> Result<Outcome, Outcome> {
+        let send = event_sender::<IoTCoreConnectionStatusEvent>(
+            ctx.events,
+            ctx.stream_id,
+            SubscribeToIoTCoreConnectionStatus::EVENT_TYPE,
+        );
+        let mut status = self.connection_status.clone();
+        let current = *status.borrow_and_update();
+        let task = tokio::spawn(async move {
+            let mut last = current;
+            if !send(&IoTCoreConnectionStatusEvent::new(current)) {
+                return;
+            }
+            while status.changed().await.is_ok() {
+                let now = *status.borrow_and_update();
+                if now != last {
+                    last = now;
+                    if !send(&IoTCoreConnectionStatusEvent::new(now)) {
+                        return;
+                    }
+                }
+            }
+        });
+        stream(
+            SubscribeToIoTCoreConnectionStatus::RESPONSE_TYPE,
+            &SubscribeToIoTCoreConnectionStatusResponse {
+                messages: Some(IoTCoreConnectionStatusEvent::new(current)),
+            },
+            Box::new(AbortOnDrop(task)),
         )
     }
 
@@ -357,5 +405,30 @@ struct ConfigWatchGuard {
 impl Drop for ConfigWatchGuard {
     fn drop(&mut self) {
         self.nucleus.unwatch(self.id);
+    }
+}
+
+/// Ends a SubscribeToIoTCore stream: the bus entry goes, then the nucleus lets the filter go on
+/// IoT Core when no other component holds it.
+struct IotSubscriptionGuard {
+    bus: Option<BusSubscription<MqttMessage>>,
+    world: Arc<SharedWorld>,
+    core: String,
+    filter: String,
+}
+
+impl Drop for IotSubscriptionGuard {
+    fn drop(&mut self) {
+        drop(self.bus.take());
+        self.world.unsubscribe_from_core(&self.core, &self.filter);
+    }
+}
+
+/// A task that lives as long as its stream.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

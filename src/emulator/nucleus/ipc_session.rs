@@ -268,16 +268,20 @@ mod tests {
     fn services() -> Services {
         let nucleus = Arc::new(Nucleus::default());
         nucleus.register("Comp", "good", json!({}));
-        let iot = Arc::new(TopicBus::default());
+        let world = crate::emulator::world::World::new(0, 0);
+        let clock = crate::emulator::clock::EmulatorClock::new(
+            crate::emulator::clock::ClockMode::Manual,
+            0,
+        );
         Services {
             nucleus,
             local: Arc::new(TopicBus::default()),
-            cloud: Arc::new(crate::emulator::cloud::Cloud::new(
-                "dev",
-                Arc::clone(&iot),
-                true,
+            iot: Arc::new(TopicBus::default()),
+            world: Arc::new(crate::emulator::shared_world::SharedWorld::new(
+                world, clock, "dev",
             )),
-            iot,
+            core: "dev".into(),
+            connection_status: tokio::sync::watch::channel(false).1,
         }
     }
 

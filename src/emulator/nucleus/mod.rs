@@ -11,5 +11,6 @@ pub mod components;
 pub mod ipc_server;
 pub mod ipc_services;
 pub mod ipc_session;
+pub mod mqtt_connection;
 
 pub use components::Nucleus;

@@ -1,0 +1,325 @@
+//! Seeded simulations of whole fleets: every core device runs the component's real engine
+//! against the emulated [`World`], in virtual time.
+//!
+//! Owns: the event queue that orders what happens when (messages between a device and IoT Core
+//! after a latency, job work finishing, engine wake-ups, the world's own deadlines), the
+//! devices' model of the component's shell (subscribe everything, then start; run a job for a
+//! while, then report), the event log, and the counters fleet reports are made of.
+//! Must not know: sockets, tokio or the wall clock: the same seed and the same scenario give
+//! the same run, event log included.
+
+pub mod device;
+
+use crate::emulator::cloud::rules::Rule;
+use crate::emulator::world::{Millis, Output, World};
+use crate::jobs::engine::EngineConfig;
+use device::{Device, WorkModel};
+use std::collections::BTreeMap;
+
+/// Something due at a time.
+#[derive(Debug)]
+enum Event {
+    /// A device's publish reaches IoT Core.
+    ToWorld { topic: String, payload: Vec<u8> },
+    /// IoT Core's message reaches a device's component.
+    ToDevice { topic: String, payload: Vec<u8> },
+    /// A job's work ends on the device.
+    WorkDone {
+        job_id: String,
+        execution_number: i64,
+    },
+    /// The device's engine asked to be woken now.
+    Tick,
+}
+
+/// How a simulation is set up.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// The world's clock at the start (epoch ms).
+    pub start_ms: Millis,
+    /// One-way latency between a core and IoT Core.
+    pub latency_ms: Millis,
+    /// Install the reconnect rule.
+    pub reconnect_rule: bool,
+    /// Whether each nucleus makes its own deployment-jobs traffic.
+    pub nucleus_jobs: bool,
+    /// Keep an event log (costs memory on large fleets).
+    pub log: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            start_ms: 1_767_225_600_000,
+            latency_ms: 20,
+            reconnect_rule: true,
+            nucleus_jobs: true,
+            log: false,
+        }
+    }
+}
+
+/// Counters over a run.
+#[derive(Debug, Clone, Default)]
+pub struct SimStats {
+    /// Jobs API requests devices made, per second of virtual time.
+    pub jobs_requests_per_second: BTreeMap<Millis, u64>,
+    pub jobs_requests: u64,
+    /// MQTT messages between the cores and IoT Core (both ways).
+    pub mqtt_messages: u64,
+    /// Jobs whose work completed on a device.
+    pub work_completed: u64,
+}
+
+/// A fleet of devices against one world.
+///
+/// Call contract: add devices and cloud-side state, then [`Simulation::run_until`] moves time;
+/// between runs, scenario steps (reconnects, jobs) act on [`Simulation::world_mut`] or the
+/// helpers here at the current time.
+pub struct Simulation {
+    config: SimConfig,
+    world: World,
+    devices: Vec<Device>,
+    by_core: BTreeMap<String, usize>,
+    queue: BTreeMap<(Millis, u64), (usize, Event)>,
+    seq: u64,
+    now: Millis,
+    log: Vec<String>,
+    stats: SimStats,
+    outputs: Vec<Output>,
+}
+
+impl Simulation {
+    pub fn new(config: SimConfig) -> Self {
+        let mut world = World::new(config.seed, config.start_ms);
+        world.set_observing(config.log);
+        if config.reconnect_rule {
+            world.put_rule(Rule::reconnect());
+        }
+        Self {
+            now: config.start_ms,
+            world,
+            config,
+            devices: Vec::new(),
+            by_core: BTreeMap::new(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            log: Vec::new(),
+            stats: SimStats::default(),
+            outputs: Vec::new(),
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The world, for scenario steps; what they produce is carried out at the current time.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
+    pub fn stats(&self) -> &SimStats {
+        &self.stats
+    }
+
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// The event log: every message IoT Core received or sent and every device event, with
+    /// its virtual time (empty unless [`SimConfig::log`]).
+    pub fn log(&self) -> &[String] {
+        &self.log
+    }
+
+    /// Adds a core device running the component (its engine seeded from the world's
+    /// generator); it subscribes and starts at once.
+    pub fn add_device(&mut self, config: EngineConfig, work: WorkModel) {
+        let thing = config.thing_name.clone();
+        if let Err(e) = self.world.add_core(&thing, self.config.nucleus_jobs) {
+            tracing::error!(error = %e, thing = %thing, "core not added");
+            return;
+        }
+        let seed = self.world.rng().u64(..);
+        let device = Device::new(config, seed, work);
+        for filter in device.subscriptions() {
+            self.world.core_subscribe(&thing, filter, 1);
+        }
+        let index = self.devices.len();
+        self.by_core.insert(thing, index);
+        self.devices.push(device);
+        self.carry();
+        let actions = self.devices[index].start(self.now);
+        self.act(index, actions);
+    }
+
+    /// Carries out what the world produced at the current time.
+    pub fn carry(&mut self) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        self.world.drain_outputs(&mut outputs);
+        for output in outputs.drain(..) {
+            match output {
+                Output::Deliver {
+                    core,
+                    topic,
+                    payload,
+                } => {
+                    let Some(&index) = self.by_core.get(&core) else {
+                        continue;
+                    };
+                    if !self.devices[index].wants(&topic) {
+                        continue;
+                    }
+                    self.stats.mqtt_messages += 1;
+                    let at = self.now + self.config.latency_ms;
+                    self.push(at, index, Event::ToDevice { topic, payload });
+                }
+                Output::ConnectionStatus { core, connected } => {
+                    if self.config.log {
+                        self.log
+                            .push(format!("{} status {core} connected={connected}", self.now));
+                    }
+                }
+                Output::Observed { at, topic, payload } => {
+                    if self.config.log {
+                        self.log.push(format!(
+                            "{at} iot {topic} {}",
+                            String::from_utf8_lossy(&payload)
+                        ));
+                    }
+                }
+            }
+        }
+        self.outputs = outputs;
+    }
+
+    fn push(&mut self, at: Millis, device: usize, event: Event) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), (device, event));
+    }
+
+    /// Runs everything due up to `until` (virtual time), in time order.
+    pub fn run_until(&mut self, until: Millis) {
+        loop {
+            let next_event = self.queue.first_key_value().map(|((at, _), _)| *at);
+            let next_world = self.world.next_deadline();
+            let next = match (next_event, next_world) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            self.world.advance_to(self.now);
+            self.carry();
+            if next_event != Some(next) {
+                continue;
+            }
+            let Some((_, (index, event))) = self.queue.pop_first() else {
+                break;
+            };
+            self.handle(index, event);
+        }
+        self.now = self.now.max(until);
+        self.world.advance_to(self.now);
+        self.carry();
+    }
+
+    /// Runs until nothing is left to do or `limit` is reached; returns the time it stopped.
+    pub fn run_to_quiet(&mut self, limit: Millis) -> Millis {
+        self.run_until(limit);
+        self.now
+    }
+
+    fn handle(&mut self, index: usize, event: Event) {
+        let now = self.now;
+        let core = self.devices[index].thing().to_owned();
+        match event {
+            Event::ToWorld { topic, payload } => {
+                self.stats.mqtt_messages += 1;
+                if topic.starts_with("$aws/things/") && topic.contains("/jobs/") {
+                    self.stats.jobs_requests += 1;
+                    *self
+                        .stats
+                        .jobs_requests_per_second
+                        .entry(now / 1000 * 1000)
+                        .or_default() += 1;
+                }
+                self.world.core_publish(&core, &topic, payload, 1);
+                self.carry();
+            }
+            Event::ToDevice { topic, payload } => {
+                if self.config.log {
+                    self.log.push(format!("{now} {core} <- {topic}"));
+                }
+                let actions = self.devices[index].message(now, &topic, &payload);
+                self.act(index, actions);
+            }
+            Event::WorkDone {
+                job_id,
+                execution_number,
+            } => {
+                self.stats.work_completed += 1;
+                if self.config.log {
+                    self.log
+                        .push(format!("{now} {core} done {job_id}#{execution_number}"));
+                }
+                let actions = self.devices[index].work_done(now, &job_id, execution_number);
+                self.act(index, actions);
+            }
+            Event::Tick => {
+                if self.devices[index].tick_due(now) {
+                    let actions = self.devices[index].tick(now);
+                    self.act(index, actions);
+                }
+            }
+        }
+    }
+
+    fn act(&mut self, index: usize, actions: Vec<device::DeviceAction>) {
+        let now = self.now;
+        for action in actions {
+            match action {
+                device::DeviceAction::Publish { topic, payload } => {
+                    if self.config.log {
+                        let core = self.devices[index].thing();
+                        self.log.push(format!(
+                            "{now} {core} -> {topic} {}",
+                            String::from_utf8_lossy(&payload)
+                        ));
+                    }
+                    let at = now + self.config.latency_ms;
+                    self.push(at, index, Event::ToWorld { topic, payload });
+                }
+                device::DeviceAction::Work {
+                    job_id,
+                    execution_number,
+                    duration_ms,
+                } => {
+                    self.push(
+                        now + duration_ms,
+                        index,
+                        Event::WorkDone {
+                            job_id,
+                            execution_number,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(at) = self.devices[index].arm_tick() {
+            self.push(at, index, Event::Tick);
+        }
+    }
+}
