@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod exec;
 pub mod handler;
