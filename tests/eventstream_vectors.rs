@@ -26,7 +26,12 @@ fn a_missing_shared_directory_fails_naming_the_expected_path() {
     let elsewhere = root.path().join("elsewhere");
     let err = reference::eventstream_vectors_dir(elsewhere.to_str(), &repo).unwrap_err();
     assert!(
-        err.contains(&elsewhere.join("reference/eventstream-vectors").display().to_string()),
+        err.contains(
+            &elsewhere
+                .join("reference/eventstream-vectors")
+                .display()
+                .to_string()
+        ),
         "{err}"
     );
     std::fs::create_dir_all(elsewhere.join("reference/eventstream-vectors")).unwrap();

@@ -162,7 +162,8 @@ fn the_component_links_no_emulator_server_or_cli_crate() {
     ] {
         let tree = component_dependency_tree(target);
         assert!(
-            tree.iter().any(|p| p == "greengrass-jobs-handler") && tree.iter().any(|p| p == "tokio"),
+            tree.iter().any(|p| p == "greengrass-jobs-handler")
+                && tree.iter().any(|p| p == "tokio"),
             "unexpected cargo tree output for {target}: {tree:?}"
         );
         for unwanted in ["hyper", "hyper-util", "clap", "clap_derive", "tempfile"] {

@@ -16,7 +16,10 @@ pub fn eventstream_vectors_dir(
 ) -> Result<PathBuf, String> {
     let (base, source) = match shared {
         Some(dir) if !dir.is_empty() => (PathBuf::from(dir), "GGJH_SHARED"),
-        _ => (manifest_dir.join("..").join("shared"), "the repository's ../shared"),
+        _ => (
+            manifest_dir.join("..").join("shared"),
+            "the repository's ../shared",
+        ),
     };
     let dir = base.join("reference").join("eventstream-vectors");
     if dir.is_dir() {
