@@ -97,27 +97,30 @@ def main():
     pairs = [p.split("=", 1) for p in os.environ.get("GGJH_TARGETS", TARGETS).split()]
     if not pairs or any(len(p) != 2 or not all(p) for p in pairs):
         sys.exit("GGJH_TARGETS must be \"triple=arch ...\", e.g. \"aarch64-unknown-linux-musl=aarch64\"")
+    buildable = []
+    for triple, arch in pairs:
+        why = missing_toolchain(triple)
+        if why is None:
+            buildable.append((triple, arch))
+        elif explicit:
+            sys.exit(f"cannot build {arch} ({triple}): {why}")
+        else:
+            print(f"skipping {arch} ({triple}): {why}", flush=True)
+    if not buildable:
+        sys.exit("no target can be built; add one with `rustup target add x86_64-unknown-linux-musl`")
     out = ROOT / "greengrass-build"
     shutil.rmtree(out, ignore_errors=True)
     artifacts = out / "artifacts" / name / version
     artifacts.mkdir(parents=True)
     (out / "recipes").mkdir()
     arches = []
-    for triple, arch in pairs:
-        why = missing_toolchain(triple)
-        if why is not None:
-            if explicit:
-                sys.exit(f"cannot build {arch} ({triple}): {why}")
-            print(f"skipping {arch} ({triple}): {why}", flush=True)
-            continue
+    for triple, arch in buildable:
         binary = build(triple, target_dir)
         dest = artifacts / f"{BINARY}-{arch}"
         shutil.copyfile(binary, dest)
         dest.chmod(0o755)
         arches.append(arch)
         print(f"artifact {dest.relative_to(ROOT)}: {dest.stat().st_size} bytes", flush=True)
-    if not arches:
-        sys.exit("no target could be built; add one with `rustup target add x86_64-unknown-linux-musl`")
     template = (ROOT / "recipe.yaml").read_text()
     (out / "recipes" / "recipe.yaml").write_text(render(template, name, version, author, arches))
     print(f"built {name} {version} for {', '.join(arches)} into greengrass-build/")
