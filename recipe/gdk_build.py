@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
-"""Build step of `gdk component build` (GDK's `custom` build system runs only this command).
+"""Build step of `gdk component build` (GDK's `custom` build system runs only this command, from
+the project root).
 
-Builds stripped static release binaries per architecture, places them where `gdk component
+Builds stripped static release binaries of the component alone (`--no-default-features`: no
+emulator, no HTTP server, no CLI parser) per architecture, places them where `gdk component
 publish` looks (greengrass-build/artifacts/<name>/<version>/greengrass-jobs-handler-<arch>) and
-writes greengrass-build/recipes/recipe.yaml with the name, version and author filled in and one
-manifest per architecture built.
+writes greengrass-build/recipes/recipe.yaml (publish re-reads the file of the same name as the
+project's recipe.yaml) with the name, version and author filled in and one manifest per
+architecture built.
 
 Environment:
-  GGJH_TARGETS            "triple=arch ..." (default: x86_64, aarch64 and armv7; see TARGETS)
+  GGJH_TARGETS            "triple=arch ..." (default: TARGETS); every target named here must build
   GGJH_COMPONENT_NAME     overrides the component name of gdk-config.json
   GGJH_COMPONENT_VERSION  overrides the version (gdk-config.json's; NEXT_PATCH is kept as GDK does)
   CARGO_TARGET_DIR        where cargo builds (default: target)
 
-x86_64 and aarch64 are static musl builds linked by rust-lld (no C toolchain needed). armv7 is
-glibc 2.17 through cargo-zigbuild (ziglang from PyPI), since no armv7 musl std is published.
+All default targets are static musl builds linked by rust-lld, which ships with Rust: a machine
+needs only `rustup target add` for each. With the default targets, one whose Rust standard
+library is not installed is skipped with one line that says how to add it (the manifest for it
+is left out), so that `gdk component build` works wherever at least one is installed. A triple
+with a glibc version suffix (e.g. armv7-unknown-linux-gnueabihf.2.17) builds through
+cargo-zigbuild instead.
 """
 
 import json
@@ -26,7 +33,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BINARY = "greengrass-jobs-handler"
-TARGETS = "x86_64-unknown-linux-musl=x86_64 aarch64-unknown-linux-musl=aarch64 armv7-unknown-linux-gnueabihf.2.17=armv7"
+TARGETS = "x86_64-unknown-linux-musl=x86_64 aarch64-unknown-linux-musl=aarch64 armv7-unknown-linux-musleabihf=armv7"
 
 
 def component():
@@ -37,14 +44,34 @@ def component():
     return name, version, body["author"]
 
 
+def uses_zigbuild(triple):
+    """`<triple>.<glibc version>` is cargo-zigbuild's form; plain triples link with rust-lld."""
+    return "." in triple
+
+
+def missing_toolchain(triple):
+    """Why `triple` cannot be built here, or None when it can."""
+    base = triple.split(".")[0]
+    libdir = subprocess.run(
+        ["rustc", "--print", "target-libdir", "--target", base],
+        capture_output=True, text=True,
+    )
+    path = pathlib.Path(libdir.stdout.strip())
+    if libdir.returncode != 0 or not any(path.glob("libstd-*.rlib")):
+        return f"the Rust standard library for {base} is not installed (rustup target add {base})"
+    if uses_zigbuild(triple) and shutil.which("cargo-zigbuild") is None:
+        return "cargo-zigbuild is not installed (pip install ziglang; cargo install cargo-zigbuild)"
+    return None
+
+
 def build(triple, target_dir):
     env = dict(os.environ)
-    if triple.endswith("-musl"):
+    if uses_zigbuild(triple):
+        command = ["cargo", "zigbuild"]
+    else:
         env[f"CARGO_TARGET_{triple.upper().replace('-', '_')}_LINKER"] = "rust-lld"
         command = ["cargo", "build"]
-    else:
-        command = ["cargo", "zigbuild"]
-    command += ["--release", "--locked", "--target", triple, "--bin", BINARY]
+    command += ["--release", "--locked", "--no-default-features", "--target", triple, "--bin", BINARY]
     print("+", " ".join(command), flush=True)
     subprocess.run(command, cwd=ROOT, env=env, check=True)
     return target_dir / triple.split(".")[0] / "release" / BINARY
@@ -66,21 +93,35 @@ def main():
     target_dir = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     if not target_dir.is_absolute():
         target_dir = ROOT / target_dir
+    explicit = "GGJH_TARGETS" in os.environ
     pairs = [p.split("=", 1) for p in os.environ.get("GGJH_TARGETS", TARGETS).split()]
+    if not pairs or any(len(p) != 2 or not all(p) for p in pairs):
+        sys.exit("GGJH_TARGETS must be \"triple=arch ...\", e.g. \"aarch64-unknown-linux-musl=aarch64\"")
+    buildable = []
+    for triple, arch in pairs:
+        why = missing_toolchain(triple)
+        if why is None:
+            buildable.append((triple, arch))
+        elif explicit:
+            sys.exit(f"cannot build {arch} ({triple}): {why}")
+        else:
+            print(f"skipping {arch} ({triple}): {why}", flush=True)
+    if not buildable:
+        sys.exit("no target can be built; add one with `rustup target add x86_64-unknown-linux-musl`")
     out = ROOT / "greengrass-build"
     shutil.rmtree(out, ignore_errors=True)
     artifacts = out / "artifacts" / name / version
     artifacts.mkdir(parents=True)
     (out / "recipes").mkdir()
     arches = []
-    for triple, arch in pairs:
+    for triple, arch in buildable:
         binary = build(triple, target_dir)
         dest = artifacts / f"{BINARY}-{arch}"
         shutil.copyfile(binary, dest)
         dest.chmod(0o755)
         arches.append(arch)
         print(f"artifact {dest.relative_to(ROOT)}: {dest.stat().st_size} bytes", flush=True)
-    template = (ROOT / "recipe" / "recipe.yaml").read_text()
+    template = (ROOT / "recipe.yaml").read_text()
     (out / "recipes" / "recipe.yaml").write_text(render(template, name, version, author, arches))
     print(f"built {name} {version} for {', '.join(arches)} into greengrass-build/")
 

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod exec;
 pub mod handler;
@@ -11,5 +12,6 @@ pub mod ipc;
 pub mod jobs;
 pub mod journal;
 pub mod logging;
+#[cfg(feature = "emulator")]
 pub mod sim;
 pub mod topic;

@@ -20,7 +20,7 @@ const THING: &str = "acl-core";
 /// The recipe's DefaultConfiguration, as the nucleus would hold it (YAML read by PyYAML).
 fn recipe_defaults() -> Value {
     let python = std::env::var("GGJH_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipe/recipe.yaml");
+    let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipe.yaml");
     let out = std::process::Command::new(&python)
         .args([
             "-c",

@@ -7,14 +7,38 @@ use base64::Engine as _;
 use bytes::BytesMut;
 use greengrass_jobs_handler::ipc::codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_LEN};
 use serde_json::Value;
-use std::path::PathBuf;
 use tokio_util::codec::{Decoder, Encoder};
 
+mod reference;
+
 fn vector(path: &str) -> Vec<u8> {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors")
-        .join(path);
-    std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+    reference::eventstream_vector(path)
+}
+
+#[test]
+fn a_missing_shared_directory_fails_naming_the_expected_path() {
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("repo");
+    let err = reference::eventstream_vectors_dir(None, &repo).unwrap_err();
+    let expected = repo.join("../shared/reference/eventstream-vectors");
+    assert!(err.contains(&expected.display().to_string()), "{err}");
+    assert!(err.contains("GGJH_SHARED"), "{err}");
+    let elsewhere = root.path().join("elsewhere");
+    let err = reference::eventstream_vectors_dir(elsewhere.to_str(), &repo).unwrap_err();
+    assert!(
+        err.contains(
+            &elsewhere
+                .join("reference/eventstream-vectors")
+                .display()
+                .to_string()
+        ),
+        "{err}"
+    );
+    std::fs::create_dir_all(elsewhere.join("reference/eventstream-vectors")).unwrap();
+    assert_eq!(
+        reference::eventstream_vectors_dir(elsewhere.to_str(), &repo),
+        Ok(elsewhere.join("reference/eventstream-vectors"))
+    );
 }
 
 /// Decodes all of `bytes`, fed `chunk` bytes at a time.

@@ -1,6 +1,7 @@
 //! The Rust IPC client against the emulator's IPC server over a real Unix socket.
 
 mod common;
+mod reference;
 
 use bytes::Bytes;
 use common::*;
@@ -408,11 +409,7 @@ async fn emulator_closes_silently_on_a_bad_crc() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let env = start_emulator(json!({}));
     let mut socket = UnixStream::connect(&env.socket).await.unwrap();
-    let mut frame = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/vectors/smithy-rs/invalid_message_checksum"),
-    )
-    .unwrap();
+    let mut frame = reference::eventstream_vector("smithy-rs/invalid_message_checksum");
     socket.write_all(&frame).await.unwrap();
     frame.clear();
     let n = within("eof", socket.read_to_end(&mut frame)).await.unwrap();

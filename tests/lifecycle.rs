@@ -15,35 +15,35 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const THING: &str = "lifecycle-core";
 
-/// The Install script of the recipe's x86_64 manifest.
+/// The install script of the recipe's x86_64 manifest.
 fn install_script() -> String {
     let recipe = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipe/recipe.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipe.yaml"),
     )
     .unwrap();
     let line = recipe
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("Install:"))
-        .expect("an Install step");
-    line.trim_start_matches("Install:")
+        .find(|l| l.starts_with("install:"))
+        .expect("an install step");
+    line.trim_start_matches("install:")
         .trim()
         .trim_matches('"')
         .to_owned()
 }
 
-/// The Run script of the recipe's x86_64 manifest.
+/// The run script of the recipe's x86_64 manifest.
 fn run_script() -> String {
     let recipe = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipe/recipe.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipe.yaml"),
     )
     .unwrap();
     let line = recipe
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("Run:") && l.contains("greengrass-jobs-handler-x86_64"))
-        .expect("an x86_64 Run step");
-    line.trim_start_matches("Run:")
+        .find(|l| l.starts_with("run:") && l.contains("greengrass-jobs-handler-x86_64"))
+        .expect("an x86_64 run step");
+    line.trim_start_matches("run:")
         .trim()
         .trim_matches('"')
         .to_owned()

@@ -1,11 +1,15 @@
 """Checks what `recipe/gdk_build.py` left, the way `gdk component build` and `publish` would need
-it, without GDK installed:
+it, applying GDK 1.6.2's documented rules without GDK installed:
 
+- the project recipe: exactly one of recipe.yaml / recipe.json beside gdk-config.json (GDK reads
+  no other name or folder), here recipe.yaml;
 - greengrass-build/artifacts/<name>/<version>/greengrass-jobs-handler-<arch>: executable, an ELF
   for that architecture, stripped binary size within budget;
-- greengrass-build/recipes/recipe.yaml: valid against GDK's recipe schema (keys lower-cased first,
-  as GDK does), name and version as configured, one manifest per artifact, artifact URIs in the
-  form publish rewrites, no placeholder left;
+- greengrass-build/recipes/recipe.yaml (publish re-reads the file named like the project recipe):
+  valid against GDK's recipe schema (keys lower-cased first, as GDK does), name and version as
+  configured, one manifest per artifact, artifact URIs in the form publish rewrites, no
+  placeholder left, and selected with the same steps by the Java nucleus and nucleus lite
+  (recipe_runtimes.py);
 - gdk-config.json: valid against GDK's config schema, its version equal to Cargo.toml's.
 
 Usage: check_gdk_build.py <schemas dir>. Prints one line per check and "N passed, N failed".
@@ -19,11 +23,16 @@ import sys
 import jsonschema
 import yaml
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import recipe_runtimes  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCHEMAS = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "reference" / "gdk-schemas"
 EXPECTED_MACHINE = {"x86_64": 0x3E, "aarch64": 0xB7, "armv7": 0x28}
 PLATFORM = {"x86_64": "amd64", "aarch64": "aarch64", "armv7": "arm"}
 MAX_BYTES = 1_500_000
+# Nucleus lite reads a stored recipe into a buffer of this many bytes.
+MAX_RECIPE_BYTES = 8196
 passed = failed = 0
 
 
@@ -56,6 +65,9 @@ cargo_version = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_te
 check("gdk-config.json version equals Cargo.toml's", version in (cargo_version, "NEXT_PATCH"), f"{version} vs {cargo_version}")
 check("gdk-config.json uses the custom build command", body["build"] == {"build_system": "custom", "custom_build_command": ["python3", "recipe/gdk_build.py"]})
 
+project_recipes = [n for n in ("recipe.yaml", "recipe.json") if (ROOT / n).is_file()]
+check("GDK finds the project recipe: recipe.yaml alone beside gdk-config.json", project_recipes == ["recipe.yaml"], str(project_recipes))
+
 build = ROOT / "greengrass-build"
 artifacts = build / "artifacts" / name / version
 files = sorted(artifacts.glob("greengrass-jobs-handler-*"))
@@ -71,8 +83,13 @@ for f in files:
     size = f.stat().st_size
     check(f"{f.name} is within {MAX_BYTES} bytes", size <= MAX_BYTES, f"{size} bytes")
 
+built_recipes = sorted(p.name for p in (build / "recipes").glob("*"))
+check("publish finds greengrass-build/recipes/recipe.yaml (the project recipe's name)", built_recipes == ["recipe.yaml"], str(built_recipes))
 recipe_text = (build / "recipes" / "recipe.yaml").read_text()
 recipe = yaml.safe_load(recipe_text)
+check(f"recipe within nucleus lite's {MAX_RECIPE_BYTES}-byte recipe buffer", len(recipe_text.encode()) <= MAX_RECIPE_BYTES, f"{len(recipe_text.encode())} bytes")
+runtime_problems = recipe_runtimes.problems(recipe, arches)
+check("the Java nucleus and nucleus lite select each built architecture's manifest and steps", not runtime_problems, "; ".join(runtime_problems))
 try:
     jsonschema.validate(lower_keys(recipe), json.loads((SCHEMAS / "recipe_schema.json").read_text()))
     check("recipe matches GDK's recipe schema", True)
@@ -89,11 +106,12 @@ for arch in arches:
         continue
     m = found[0]
     uri = m["Artifacts"][0]["URI"]
-    check(f"manifest for {arch}", m["Platform"] == {"os": "linux", "architecture": PLATFORM[arch]})
+    check(f"manifest for {arch}", m["Platform"] == {"os": "linux", "architecture": PLATFORM[arch], "runtime": "*"}, str(m["Platform"]))
     check(f"{arch} artifact URI", uri == f"s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/greengrass-jobs-handler-{arch}", uri)
     check(f"{arch} artifact is executable by its owner", m["Artifacts"][0]["Permission"]["Execute"] == "OWNER")
-    check(f"{arch} Run execs the binary", m["Lifecycle"]["Run"] == f"exec {{artifacts:path}}/greengrass-jobs-handler-{arch}")
-    check(f"{arch} Install creates the handler and journal directories", "{work:path}/handlers" in m["Lifecycle"].get("Install", ""))
+    check(f"{arch} run execs the binary", m["Lifecycle"].get("run") == f"exec {{artifacts:path}}/greengrass-jobs-handler-{arch}")
+    check(f"{arch} install creates the handler and journal directories", "{work:path}/handlers" in m["Lifecycle"].get("install", ""))
+    check(f"{arch} lifecycle keys are lowercase (nucleus lite matches them exactly)", all(k == k.lower() for k in m["Lifecycle"]), str(list(m["Lifecycle"])))
 acl = recipe["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]
 check("accessControl covers mqttproxy and pubsub", set(acl) == {"aws.greengrass.ipc.mqttproxy", "aws.greengrass.ipc.pubsub"})
 ids = [pid for service in acl.values() for pid in service]
