@@ -20,7 +20,7 @@ use super::document::{classify, JobDocument, Ownership};
 use super::messages::*;
 use super::topics::{JobsTopics, ResponseTopic};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 /// Milliseconds on the caller's monotonic clock.
@@ -214,7 +214,10 @@ pub struct Engine {
     rng: fastrand::Rng,
     token_prefix: String,
     next_token: u64,
-    in_flight: HashMap<String, InFlight>,
+    /// Requests awaiting a response, by client token, in the order they were sent (the
+    /// token's sequence number), so that timeouts fire in a defined order.
+    in_flight: BTreeMap<u64, InFlight>,
+    /// Requests waiting out a back-off, retried in (time, order of scheduling).
     retries: Vec<Retry>,
     query: QueryState,
     /// Another query is wanted once the running one ends.
@@ -223,10 +226,10 @@ pub struct Engine {
     /// Jobs being started, run or reported (at most `max_concurrent_jobs`).
     active: Vec<Active>,
     /// Executions known not to be ours: (jobId, executionNumber).
-    foreign: HashSet<(String, i64)>,
+    foreign: BTreeSet<(String, i64)>,
     next_safety_poll: Option<Millis>,
     /// Final outcomes decided from the journal for jobs interrupted before this process.
-    recovered: HashMap<(String, i64), JobOutcome>,
+    recovered: BTreeMap<(String, i64), JobOutcome>,
 }
 
 /// Longest `clientToken` the service accepts.
@@ -247,15 +250,15 @@ impl Engine {
             rng,
             token_prefix,
             next_token: 0,
-            in_flight: HashMap::new(),
+            in_flight: BTreeMap::new(),
             retries: Vec::new(),
             query: QueryState::Idle,
             requery: false,
             candidates: VecDeque::new(),
             active: Vec::new(),
-            foreign: HashSet::new(),
+            foreign: BTreeSet::new(),
             next_safety_poll: None,
-            recovered: HashMap::new(),
+            recovered: BTreeMap::new(),
         }
     }
 
@@ -416,11 +419,11 @@ impl Engine {
         }
         self.start_due_query(now, out);
         // Requests whose response did not come: retry after back-off.
-        let expired: Vec<String> = self
+        let expired: Vec<u64> = self
             .in_flight
             .iter()
             .filter(|(_, f)| f.deadline <= now)
-            .map(|(t, _)| t.clone())
+            .map(|(t, _)| *t)
             .collect();
         for token in expired {
             if let Some(f) = self.in_flight.remove(&token) {
@@ -438,10 +441,12 @@ impl Engine {
                 self.retry_later(now, f.request, f.attempt);
             }
         }
-        let (due, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
+        let (mut due, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
             .into_iter()
             .partition(|r| r.at <= now);
         self.retries = later;
+        // Stable: equal times keep the order they were scheduled in.
+        due.sort_by_key(|r| r.at);
         for r in due {
             self.send(now, r.request, r.attempt + 1, out);
         }
@@ -480,6 +485,15 @@ impl Engine {
 
     fn owns_token(&self, token: Option<&str>) -> bool {
         token.is_some_and(|t| t.starts_with(&self.token_prefix))
+    }
+
+    /// The sequence number of one of our tokens (`<prefix>-<n>`).
+    fn token_seq(&self, token: &str) -> Option<u64> {
+        token
+            .strip_prefix(&self.token_prefix)?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
     }
 
     fn send(&mut self, now: Millis, request: Request, attempt: u32, out: &mut Vec<Action>) {
@@ -573,7 +587,7 @@ impl Engine {
         tracing::debug!(request = request.label(), %topic, client_token = %token, "publishing request");
         out.push(Action::Publish { topic, payload });
         self.in_flight.insert(
-            token,
+            self.next_token,
             InFlight {
                 request,
                 attempt,
@@ -607,7 +621,10 @@ impl Engine {
             return;
         }
         let Some(token) = token else { return };
-        let Some(flight) = self.in_flight.remove(&token) else {
+        let Some(flight) = self
+            .token_seq(&token)
+            .and_then(|seq| self.in_flight.remove(&seq))
+        else {
             tracing::debug!(%topic, client_token = %token, "duplicate or late response ignored");
             return;
         };
@@ -936,7 +953,7 @@ impl Engine {
 
     fn on_pending_list(&mut self, now: Millis, list: GetPendingAccepted, out: &mut Vec<Action>) {
         // Journal entries of jobs the cloud no longer lists as pending are settled.
-        let listed: HashSet<(String, i64)> = list
+        let listed: BTreeSet<(String, i64)> = list
             .in_progress_jobs
             .iter()
             .chain(list.queued_jobs.iter())

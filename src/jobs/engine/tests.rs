@@ -172,7 +172,7 @@ fn reconnect_bursts_collapse_into_one_jittered_query() {
 
 #[test]
 fn jitter_spreads_a_fleet() {
-    let mut times = HashSet::new();
+    let mut times = std::collections::BTreeSet::new();
     for seed in 0..50 {
         let mut config = EngineConfig::new(THING);
         config.max_jitter = Duration::from_secs(5);
@@ -977,4 +977,137 @@ fn every_rejection_code_on_a_result_has_a_defined_reaction() {
             }
         }
     }
+}
+
+/// Starts every job in `jobs` (concurrency permitting), answering describes and starts.
+fn run_many(e: &mut Engine, jobs: &[&str]) -> Vec<Action> {
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let queued: Vec<Value> = jobs
+        .iter()
+        .map(|j| json!({"jobId": j, "executionNumber": 1, "versionNumber": 1}))
+        .collect();
+    let mut pending: VecDeque<Action> = reply(
+        e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "queuedJobs": queued}),
+    )
+    .into();
+    let mut all = Vec::new();
+    while let Some(action) = pending.pop_front() {
+        all.push(action.clone());
+        let Action::Publish { topic, payload } = action else {
+            continue;
+        };
+        let body: Value = serde_json::from_slice(&payload).unwrap();
+        let job = topic
+            .trim_start_matches(P)
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let acts = if topic.ends_with("/get") {
+            reply(
+                e,
+                2,
+                &format!("{topic}/accepted"),
+                json!({"clientToken": token(&body), "execution": execution(&job, "QUEUED", 1, ours("echo"))}),
+            )
+        } else if topic.ends_with("/update") {
+            reply(
+                e,
+                2,
+                &format!("{topic}/accepted"),
+                json!({"clientToken": token(&body), "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}}),
+            )
+        } else {
+            Vec::new()
+        };
+        pending.extend(acts);
+    }
+    all
+}
+
+/// Eight running jobs are checked at once; every check times out at the same moment.
+fn simultaneous_timeouts(seed: u64) -> Vec<Action> {
+    let mut config = EngineConfig::new(THING);
+    config.max_jitter = Duration::ZERO;
+    config.max_concurrent_jobs = 8;
+    config.base_backoff = Duration::from_millis(1);
+    let mut e = Engine::new(config, seed);
+    let jobs = ["j1", "j2", "j3", "j4", "j5", "j6", "j7", "j8"];
+    let mut all = run_many(&mut e, &jobs);
+    assert_eq!(
+        all.iter().filter(|a| matches!(a, Action::Run(_))).count(),
+        8
+    );
+    all.extend(reply(
+        &mut e,
+        10,
+        &format!("{P}notify-next"),
+        json!({"timestamp": 10}),
+    ));
+    let timeout = e.next_deadline().unwrap();
+    all.extend(e.handle(timeout, Input::Tick));
+    let retry = e.next_deadline().unwrap();
+    all.extend(e.handle(retry, Input::Tick));
+    all
+}
+
+fn described(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish { topic, .. }
+                if topic.ends_with("/get") && topic != &format!("{P}get") =>
+            {
+                Some(
+                    topic
+                        .trim_start_matches(P)
+                        .trim_end_matches("/get")
+                        .to_owned(),
+                )
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn simultaneous_timeouts_retry_in_the_order_the_requests_were_sent() {
+    let first = simultaneous_timeouts(11);
+    assert_eq!(first, simultaneous_timeouts(11), "same seed, same actions");
+    let checks = described(&first);
+    // 8 describes while starting, 8 checks, 8 retried checks.
+    let retried = &checks[checks.len() - 8..];
+    assert_eq!(retried, &checks[checks.len() - 16..checks.len() - 8]);
+    assert_eq!(retried, ["j1", "j2", "j3", "j4", "j5", "j6", "j7", "j8"]);
+}
+
+#[test]
+fn settled_journal_entries_are_forgotten_in_a_defined_order() {
+    let mut e = engine(0);
+    let names: Vec<String> = (0..20)
+        .map(|i| format!("old-{:02}", (i * 7) % 20))
+        .collect();
+    for name in &names {
+        e.recovered(
+            name,
+            1,
+            JobOutcome {
+                status: JobStatus::Failed,
+                status_details: StatusDetails::new(),
+            },
+        );
+    }
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get)}),
+    );
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(forgets(&acts), sorted);
 }
