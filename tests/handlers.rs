@@ -137,6 +137,37 @@ async fn failure_reports_exit_code_and_stderr_and_still_runs_the_final_step() {
 }
 
 #[tokio::test]
+async fn a_refused_step_still_runs_the_final_step_and_the_job_is_rejected() {
+    let d = handlers(&[
+        ("never.sh", "touch never-ran"),
+        ("cleanup.sh", "touch cleaned-up"),
+    ]);
+    let mut doc = steps(json!([
+        handler_step("missing", "no-such-handler.sh", &[]),
+        handler_step("skipped", "never.sh", &[])
+    ]));
+    doc["finalStep"] = handler_step("cleanup", "cleanup.sh", &[]);
+    let o = run(&d, doc).await;
+    assert_eq!(o.status, JobStatus::Rejected, "{o:?}");
+    assert_eq!(o.status_details["failedStep"], "missing");
+    assert!(o.status_details["reason"].contains("missing"), "{o:?}");
+    assert!(
+        d.root.join("cleaned-up").exists(),
+        "the final step runs after a refused step"
+    );
+    assert!(!d.root.join("never-ran").exists());
+    // A refused final step after a failed step: the failure stays the job's status.
+    let d = handlers(&[("bad.sh", "exit 2")]);
+    let mut doc = steps(json!([handler_step("break", "bad.sh", &[])]));
+    doc["finalStep"] = handler_step("cleanup", "gone.sh", &[]);
+    let o = run(&d, doc).await;
+    assert_eq!(
+        (o.status, o.status_details["failedStep"].as_str()),
+        (JobStatus::Failed, "break")
+    );
+}
+
+#[tokio::test]
 async fn ignored_failures_and_stderr_limits() {
     let d = handlers(&[
         ("bad.sh", "exit 1"),
