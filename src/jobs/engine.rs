@@ -666,10 +666,7 @@ impl Engine {
             Request::Describe { job_id } => {
                 match serde_json::from_slice::<ExecutionResponse>(payload) {
                     Ok(r) => self.on_candidate(now, &job_id, r.execution, out),
-                    Err(e) => {
-                        tracing::error!(job_id = %job_id, error = %e, "undecodable describe response; skipping candidate");
-                        self.next_candidate(now, out);
-                    }
+                    Err(e) => self.on_undecodable_candidate(now, &job_id, payload, &e, out),
                 }
             }
             Request::Progress { job_id, .. } => {
@@ -1037,17 +1034,71 @@ impl Engine {
         }
     }
 
+    /// A describe answer that does not decode (e.g. a document nested deeper than the JSON
+    /// parser allows). The execution is read again without decoding its document; when the
+    /// document may be ours it is judged malformed (REJECTED with the reason), otherwise the
+    /// candidate is skipped as before.
+    fn on_undecodable_candidate(
+        &mut self,
+        now: Millis,
+        job_id: &str,
+        payload: &[u8],
+        error: &serde_json::Error,
+        out: &mut Vec<Action>,
+    ) {
+        tracing::error!(job_id = %job_id, %error, "undecodable describe response");
+        let Some((execution, document)) = super::undecodable::read(payload) else {
+            tracing::error!(job_id = %job_id, "describe response unreadable even without its document; skipping the candidate");
+            return self.next_candidate(now, out);
+        };
+        if execution.job_id != job_id || !super::undecodable::may_be_ours(document.get()) {
+            tracing::info!(job_id = %job_id, "undecodable document is not of our forms; leaving the job alone");
+            return self.next_candidate(now, out);
+        }
+        let reason = format!("the job document cannot be parsed: {error}");
+        self.on_judged_candidate(now, execution, Ownership::OursMalformed(reason), out);
+    }
+
+    /// [`Self::on_candidate`] for an execution already judged.
+    fn on_judged_candidate(
+        &mut self,
+        now: Millis,
+        execution: JobExecution,
+        ownership: Ownership,
+        out: &mut Vec<Action>,
+    ) {
+        match self.judged(now, execution, ownership, out) {
+            Considered::Started if !self.at_capacity() => self.next_candidate(now, out),
+            Considered::Started => {
+                self.candidates.clear();
+                self.query = QueryState::Idle;
+            }
+            Considered::Skipped => self.next_candidate(now, out),
+        }
+    }
+
     /// Decides what to do with one execution seen in a describe or notify-next.
     fn consider(&mut self, now: Millis, e: JobExecution, out: &mut Vec<Action>) -> Considered {
-        if self.is_active(&e.job_id) {
-            return Considered::Skipped;
-        }
         if e.job_document.is_none() {
             // Without its document a job cannot be judged: never mark it foreign on that basis.
             tracing::debug!(job_id = %e.job_id, "execution without its document; not judged");
             return Considered::Skipped;
         }
         let ownership = classify(e.job_document.as_ref());
+        self.judged(now, e, ownership, out)
+    }
+
+    /// Acts on an execution whose document has been judged.
+    fn judged(
+        &mut self,
+        now: Millis,
+        e: JobExecution,
+        ownership: Ownership,
+        out: &mut Vec<Action>,
+    ) -> Considered {
+        if self.is_active(&e.job_id) {
+            return Considered::Skipped;
+        }
         if ownership == Ownership::Foreign {
             tracing::info!(job_id = %e.job_id, "job is not ours (unknown document format); leaving it alone");
             self.foreign.insert((e.job_id, e.execution_number));

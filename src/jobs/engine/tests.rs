@@ -1111,3 +1111,42 @@ fn settled_journal_entries_are_forgotten_in_a_defined_order() {
     sorted.sort();
     assert_eq!(forgets(&acts), sorted);
 }
+
+/// A describe answer for `job` whose document is `{<members>, "deep": [[[...]]]}`, nested far
+/// deeper than the JSON parser's recursion limit.
+fn deep_describe(token: &str, job: &str, members: &str) -> Vec<u8> {
+    let deep = format!("{}1{}", "[".repeat(130), "]".repeat(130));
+    format!(
+        r#"{{"clientToken": "{token}", "execution": {{"jobId": "{job}", "status": "QUEUED", "versionNumber": 1, "executionNumber": 1, "jobDocument": {{{members}, "deep": {deep}}}}}}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn an_undecodable_document_that_may_be_ours_is_rejected_and_a_foreign_one_left_alone() {
+    let mut e = engine(0);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "queuedJobs": [
+            {"jobId": "deploy", "executionNumber": 1, "versionNumber": 1},
+            {"jobId": "deep", "executionNumber": 1, "versionNumber": 1}]}),
+    );
+    let (_, d1) = published(&acts);
+    let topic = format!("{P}deploy/get/accepted");
+    let body = deep_describe(&token(&d1), "deploy", r#""deploymentId": "d1""#);
+    let acts = e.handle(2, msg(&topic, &body));
+    // The foreign one is skipped: the next candidate is described, nothing is updated.
+    let (topic, d2) = published(&acts);
+    assert_eq!(topic, format!("{P}deep/get"));
+    let body = deep_describe(&token(&d2), "deep", r#""operation": "echo""#);
+    let acts = e.handle(3, msg(&format!("{P}deep/get/accepted"), &body));
+    let (topic, update) = published(&acts);
+    assert_eq!(topic, format!("{P}deep/update"));
+    assert_eq!(update["status"], "REJECTED");
+    assert_eq!(update["expectedVersion"], 1);
+    let reason = update["statusDetails"]["reason"].as_str().unwrap();
+    assert!(reason.contains("cannot be parsed"), "{reason}");
+}
