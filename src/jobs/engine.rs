@@ -36,9 +36,15 @@ pub struct EngineConfig {
     pub max_jitter: Duration,
     /// How long to wait for a response before retrying the request.
     pub response_timeout: Duration,
-    /// First retry delay; doubles per attempt up to `max_backoff`.
+    /// First retry delay; doubles per attempt up to `max_backoff` (a request that got no
+    /// response) or `max_throttle_backoff` (the service answered RequestThrottled or
+    /// InternalError).
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Cap of the back-off after the service refused a request for now. Each wait is drawn
+    /// uniformly from zero to the doubled delay (full jitter): a fleet's retries spread over
+    /// the whole window, and a device retries within this cap of the service recovering.
+    pub max_throttle_backoff: Duration,
     /// Query this often even without a reconnect message (off when `None`).
     pub safety_poll: Option<Duration>,
     /// `stepTimeoutInMinutes` sent when a job is started.
@@ -56,6 +62,7 @@ impl EngineConfig {
             response_timeout: Duration::from_secs(10),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            max_throttle_backoff: Duration::from_secs(30),
             safety_poll: None,
             step_timeout_minutes: None,
             max_concurrent_jobs: 1,
@@ -464,6 +471,8 @@ impl Engine {
         }
     }
 
+    /// Retries after a missing or unusable response: the delay doubles per attempt up to
+    /// `max_backoff`, plus up to half of it again at random.
     fn retry_later(&mut self, now: Millis, request: Request, attempt: u32) {
         let base = ms(self.config.base_backoff).max(1);
         let cap = ms(self.config.max_backoff).max(base);
@@ -471,6 +480,20 @@ impl Engine {
         let spread = self.rng.u64(0..=delay / 2);
         self.retries.push(Retry {
             at: now + delay + spread,
+            request,
+            attempt,
+        });
+    }
+
+    /// Retries after the service refused for now (RequestThrottled, InternalError): full
+    /// jitter over a window that doubles per attempt up to `max_throttle_backoff`.
+    fn retry_throttled(&mut self, now: Millis, request: Request, attempt: u32) {
+        let base = ms(self.config.base_backoff).max(1);
+        let cap = ms(self.config.max_throttle_backoff).max(base);
+        let window = base.saturating_mul(1u64 << attempt.min(20)).min(cap);
+        let wait = self.rng.u64(0..=window).max(1);
+        self.retries.push(Retry {
+            at: now + wait,
             request,
             attempt,
         });
@@ -752,7 +775,7 @@ impl Engine {
         let retryable = matches!(code, ErrorCode::RequestThrottled | ErrorCode::InternalError);
         if retryable {
             tracing::warn!(request = flight.request.label(), ?code, %message, "request refused for now; backing off");
-            self.retry_later(now, flight.request, flight.attempt);
+            self.retry_throttled(now, flight.request, flight.attempt);
             return;
         }
         match flight.request {
