@@ -237,7 +237,14 @@ pub struct Engine {
     next_safety_poll: Option<Millis>,
     /// Final outcomes decided from the journal for jobs interrupted before this process.
     recovered: BTreeMap<(String, i64), JobOutcome>,
+    /// The queued executions of the last pending list when it was full (the API's limit):
+    /// checked once the walk ends, to warn when all of them were foreign.
+    full_list: Vec<(String, i64)>,
 }
+
+/// The most queued executions GetPendingJobExecutions and `notify` list: with this many
+/// foreign jobs queued ahead, ours are invisible until those move.
+pub const MAX_LISTED_QUEUED: usize = 10;
 
 /// Longest `clientToken` the service accepts.
 const MAX_CLIENT_TOKEN: usize = 64;
@@ -266,6 +273,7 @@ impl Engine {
             foreign: BTreeSet::new(),
             next_safety_poll: None,
             recovered: BTreeMap::new(),
+            full_list: Vec::new(),
         }
     }
 
@@ -1012,7 +1020,27 @@ impl Engine {
             "pending jobs listed"
         );
         self.candidates = candidates;
+        self.full_list = if list.queued_jobs.len() >= MAX_LISTED_QUEUED {
+            list.queued_jobs
+                .iter()
+                .map(|s| (s.job_id.clone(), s.execution_number))
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.next_candidate(now, out);
+    }
+
+    /// Warns when a full list (the API lists at most [`MAX_LISTED_QUEUED`] queued executions)
+    /// held only foreign jobs: jobs of ours queued behind them cannot be seen.
+    fn warn_if_hidden(&mut self, listed: &[(String, i64)], source: &str) {
+        if listed.len() >= MAX_LISTED_QUEUED && listed.iter().all(|k| self.foreign.contains(k)) {
+            tracing::warn!(
+                queued = listed.len(),
+                %source,
+                "the Jobs API lists at most 10 queued executions and all of them are foreign: jobs of ours queued behind them are invisible until those move"
+            );
+        }
     }
 
     fn next_candidate(&mut self, now: Millis, out: &mut Vec<Action>) {
@@ -1023,6 +1051,8 @@ impl Engine {
         match self.candidates.pop_front() {
             Some(job_id) => self.send(now, Request::Describe { job_id }, 0, out),
             None => {
+                let full_list = std::mem::take(&mut self.full_list);
+                self.warn_if_hidden(&full_list, "GetPendingJobExecutions");
                 self.query = QueryState::Idle;
                 if std::mem::take(&mut self.requery) {
                     self.schedule_query(now, false);
@@ -1289,6 +1319,13 @@ impl Engine {
                 return;
             }
         };
+        if let Some(queued) = notify.jobs.get("QUEUED") {
+            let listed: Vec<(String, i64)> = queued
+                .iter()
+                .map(|s| (s.job_id.clone(), s.execution_number))
+                .collect();
+            self.warn_if_hidden(&listed, "notify");
+        }
         if self.at_capacity() {
             return;
         }

@@ -1251,3 +1251,69 @@ fn after_a_throttling_storm_queued_jobs_start_within_a_minute_of_recovery() {
     // The storm itself was not hammered: 20 answers took at least a few minutes.
     assert!(recovered_at >= 60_000, "{recovered_at}");
 }
+
+/// Log lines written while `f` runs.
+fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    (result, text)
+}
+
+#[test]
+fn a_full_list_of_foreign_jobs_is_warned_about() {
+    const HIDDEN: &str = "all of them are foreign";
+    let deployments: Vec<Value> = (0..10)
+        .map(|i| json!({"jobId": format!("deploy-{i}"), "executionNumber": 1, "versionNumber": 1}))
+        .collect();
+    let walk = |e: &mut Engine, list: &[Value]| {
+        let (_, get) = published(&e.handle(0, Input::Started));
+        let mut acts = reply(
+            e,
+            1,
+            &format!("{P}get/accepted"),
+            json!({"clientToken": token(&get), "queuedJobs": list}),
+        );
+        while let Some(Action::Publish { topic, payload }) = acts.first().cloned() {
+            let body: Value = serde_json::from_slice(&payload).unwrap();
+            let job = topic
+                .trim_start_matches(P)
+                .trim_end_matches("/get")
+                .to_owned();
+            let doc = json!({"deploymentId": job});
+            acts = reply(
+                e,
+                2,
+                &format!("{topic}/accepted"),
+                json!({"clientToken": token(&body), "execution": execution(&job, "QUEUED", 1, doc)}),
+            );
+        }
+    };
+    let (_, logs) = logs_of(|| walk(&mut engine(0), &deployments));
+    assert!(logs.contains(HIDDEN), "{logs}");
+    // Nine foreign jobs: the list is not full, nothing can hide behind them.
+    let (_, logs) = logs_of(|| walk(&mut engine(0), &deployments[..9]));
+    assert!(!logs.contains(HIDDEN), "{logs}");
+    // notify lists at most 10 as well.
+    let mut e = engine(0);
+    walk(&mut e, &deployments);
+    let notify = json!({"timestamp": 3, "jobs": {"QUEUED": deployments}});
+    let (_, logs) = logs_of(|| reply(&mut e, 3, &format!("{P}notify"), notify));
+    assert!(logs.contains(HIDDEN), "{logs}");
+}
