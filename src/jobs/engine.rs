@@ -92,7 +92,45 @@ pub enum Input<'a> {
     },
     /// Time has passed; handle whatever is due.
     Tick,
+    /// At start-up, before [`Input::Started`]: a job the journal holds from before this
+    /// process, and what the journal says about it.
+    Recovered {
+        job_id: &'a str,
+        execution_number: i64,
+        recovery: Recovered,
+    },
 }
+
+/// What the journal of an earlier run of this handler says about one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recovered {
+    /// The work ran (or ended, or was cut short): this outcome is reported when the cloud
+    /// still has the job IN_PROGRESS.
+    Ended(JobOutcome),
+    /// The start was sent with this marker but the work never began. When the cloud shows the
+    /// job IN_PROGRESS with the marker, the start was ours and the work runs now.
+    NotStarted { marker: String },
+}
+
+/// What the shell must write to its journal, durably, before carrying out the actions after it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A start request (marked with `marker` in its statusDetails) is about to go out.
+    Starting {
+        job_id: String,
+        execution_number: i64,
+        marker: String,
+    },
+    /// The job's work ended with this outcome, which is about to be reported.
+    Finished {
+        job_id: String,
+        execution_number: i64,
+        outcome: JobOutcome,
+    },
+}
+
+/// The statusDetails key of a start request that names the start (its marker).
+pub const START_MARKER_KEY: &str = "startedBy";
 
 /// How a job ended on the device.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +152,8 @@ pub struct JobRun {
 /// What the engine asks its shell to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Write this to the journal before going on with the next action.
+    Record(Record),
     Publish {
         topic: String,
         payload: Vec<u8>,
@@ -140,12 +180,13 @@ enum Request {
     Describe {
         job_id: String,
     },
-    /// Move our job to IN_PROGRESS.
+    /// Move our job to IN_PROGRESS; `marker` goes into the statusDetails.
     Start {
         job_id: String,
         execution_number: i64,
         version: i64,
         document: JobDocument,
+        marker: String,
     },
     /// Report a terminal status.
     Finish {
@@ -235,8 +276,14 @@ pub struct Engine {
     /// Executions known not to be ours: (jobId, executionNumber).
     foreign: BTreeSet<(String, i64)>,
     next_safety_poll: Option<Millis>,
-    /// Final outcomes decided from the journal for jobs interrupted before this process.
-    recovered: BTreeMap<(String, i64), JobOutcome>,
+    /// What the journal says about jobs of an earlier run of this handler.
+    recovered: BTreeMap<(String, i64), Recovered>,
+    /// Every start request sent (token sequence → job id): a late acceptance of an earlier
+    /// attempt still starts the job.
+    start_tokens: BTreeMap<u64, String>,
+    /// Markers of starts of ours whose answer was a VersionMismatch: the re-read decides
+    /// whether the cloud holds our start (job id → marker).
+    unconfirmed_starts: BTreeMap<String, String>,
     /// The queued executions of the last pending list when it was full (the API's limit):
     /// checked once the walk ends, to warn when all of them were foreign.
     full_list: Vec<(String, i64)>,
@@ -273,6 +320,8 @@ impl Engine {
             foreign: BTreeSet::new(),
             next_safety_poll: None,
             recovered: BTreeMap::new(),
+            start_tokens: BTreeMap::new(),
+            unconfirmed_starts: BTreeMap::new(),
             full_list: Vec::new(),
         }
     }
@@ -321,13 +370,6 @@ impl Engine {
 
     fn is_active(&self, job_id: &str) -> bool {
         self.active.iter().any(|a| a.job_id == job_id)
-    }
-
-    /// Tells the engine how a job interrupted before this process started really ended (from
-    /// the journal). It is reported when the query finds the job still IN_PROGRESS.
-    pub fn recovered(&mut self, job_id: &str, execution_number: i64, outcome: JobOutcome) {
-        self.recovered
-            .insert((job_id.to_owned(), execution_number), outcome);
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -386,6 +428,14 @@ impl Engine {
                 status_details,
             } => self.on_progress(now, job_id, execution_number, status_details, &mut out),
             Input::Tick => {}
+            Input::Recovered {
+                job_id,
+                execution_number,
+                recovery,
+            } => {
+                self.recovered
+                    .insert((job_id.to_owned(), execution_number), recovery);
+            }
         }
         self.run_due(now, &mut out);
         out
@@ -545,12 +595,15 @@ impl Engine {
                 }),
             ),
             Request::Start {
-                job_id, version, ..
+                job_id,
+                version,
+                marker,
+                ..
             } => (
                 self.topics.update(job_id),
                 to_json(&UpdateRequest {
                     status: JobStatus::InProgress,
-                    status_details: None,
+                    status_details: Some([(START_MARKER_KEY.to_owned(), marker.clone())].into()),
                     expected_version: Some(*version),
                     execution_number: None,
                     include_job_execution_state: Some(true),
@@ -616,6 +669,9 @@ impl Engine {
             }
         };
         tracing::debug!(request = request.label(), %topic, client_token = %token, "publishing request");
+        if let Request::Start { job_id, .. } = &request {
+            self.start_tokens.insert(self.next_token, job_id.clone());
+        }
         out.push(Action::Publish { topic, payload });
         self.in_flight.insert(
             self.next_token,
@@ -652,10 +708,15 @@ impl Engine {
             return;
         }
         let Some(token) = token else { return };
-        let Some(flight) = self
-            .token_seq(&token)
-            .and_then(|seq| self.in_flight.remove(&seq))
-        else {
+        let seq = self.token_seq(&token);
+        if let (Some(seq), ResponseTopic::UpdateAccepted(job_id)) = (seq, &kind) {
+            if !self.in_flight.contains_key(&seq)
+                && self.late_start_accepted(now, seq, job_id, payload, out)
+            {
+                return;
+            }
+        }
+        let Some(flight) = seq.and_then(|seq| self.in_flight.remove(&seq)) else {
             tracing::debug!(%topic, client_token = %token, "duplicate or late response ignored");
             return;
         };
@@ -738,23 +799,13 @@ impl Engine {
                 execution_number,
                 version,
                 document,
+                ..
             } => {
                 let state = serde_json::from_slice::<UpdateAccepted>(payload)
                     .ok()
                     .and_then(|u| u.execution_state);
-                let Some(active) = self.active_mut(&job_id) else {
-                    return;
-                };
-                active.version = state.map_or(version + 1, |s| s.version_number);
-                active.phase = ActivePhase::Running;
-                let version_number = active.version;
-                tracing::info!(job_id = %job_id, execution_number, work = %document.label(), "job started");
-                out.push(Action::Run(JobRun {
-                    job_id,
-                    execution_number,
-                    version_number,
-                    document,
-                }));
+                let version = state.map_or(version + 1, |s| s.version_number);
+                self.started(&job_id, execution_number, version, document, out);
             }
             Request::Finish {
                 job_id, outcome, ..
@@ -769,6 +820,80 @@ impl Engine {
                 self.schedule_query(now, false);
             }
         }
+    }
+
+    /// The cloud holds our start: the work runs. Every other attempt of this start is dropped.
+    fn started(
+        &mut self,
+        job_id: &str,
+        execution_number: i64,
+        version: i64,
+        document: JobDocument,
+        out: &mut Vec<Action>,
+    ) {
+        self.in_flight
+            .retain(|_, f| !matches!(&f.request, Request::Start { job_id: j, .. } if j == job_id));
+        self.retries
+            .retain(|r| !matches!(&r.request, Request::Start { job_id: j, .. } if j == job_id));
+        self.start_tokens.retain(|_, j| j != job_id);
+        self.unconfirmed_starts.remove(job_id);
+        let Some(active) = self.active_mut(job_id) else {
+            return;
+        };
+        active.version = version;
+        active.phase = ActivePhase::Running;
+        tracing::info!(job_id = %job_id, execution_number, work = %document.label(), "job started");
+        out.push(Action::Run(JobRun {
+            job_id: job_id.to_owned(),
+            execution_number,
+            version_number: version,
+            document,
+        }));
+    }
+
+    /// An `update/accepted` for an earlier attempt of a start still being tried: the start
+    /// went through. Returns whether the message was that.
+    fn late_start_accepted(
+        &mut self,
+        _now: Millis,
+        seq: u64,
+        job_id: &str,
+        payload: &[u8],
+        out: &mut Vec<Action>,
+    ) -> bool {
+        if self.start_tokens.get(&seq).map(String::as_str) != Some(job_id) {
+            return false;
+        }
+        let starting = self
+            .active
+            .iter()
+            .any(|a| a.job_id == job_id && a.phase == ActivePhase::Starting);
+        // The request being tried (in flight or waiting out a back-off) has what to run.
+        let pending = self
+            .in_flight
+            .values()
+            .map(|f| &f.request)
+            .chain(self.retries.iter().map(|r| &r.request))
+            .find_map(|r| match r {
+                Request::Start {
+                    job_id: j,
+                    execution_number,
+                    version,
+                    document,
+                    ..
+                } if j == job_id => Some((*execution_number, *version, document.clone())),
+                _ => None,
+            });
+        let (true, Some((execution_number, version, document))) = (starting, pending) else {
+            return false;
+        };
+        tracing::info!(job_id = %job_id, "late acceptance of an earlier start attempt: the job is started");
+        let state = serde_json::from_slice::<UpdateAccepted>(payload)
+            .ok()
+            .and_then(|u| u.execution_state);
+        let version = state.map_or(version + 1, |s| s.version_number);
+        self.started(job_id, execution_number, version, document, out);
+        true
     }
 
     fn on_rejected(
@@ -841,12 +966,30 @@ impl Engine {
             Request::Start {
                 job_id,
                 execution_number,
+                document,
+                marker,
                 ..
             } => match code {
                 ErrorCode::VersionMismatch => {
-                    // Someone changed the execution since we read it: read it again.
+                    let state = rejected.execution_state.clone();
+                    if let Some(s) =
+                        state.filter(|s| holds_start(s.status, s.status_details.as_ref(), &marker))
+                    {
+                        // An earlier attempt of this start went through (its answer was lost).
+                        tracing::info!(job_id = %job_id, "the cloud holds our start; the job is started");
+                        return self.started(
+                            &job_id,
+                            execution_number,
+                            s.version_number,
+                            document,
+                            out,
+                        );
+                    }
+                    // Someone changed the execution since we read it: read it again. The
+                    // re-read may still show our start (an attempt whose answer was lost).
                     tracing::info!(job_id = %job_id, "version changed before start; re-reading the execution");
                     self.take_active(&job_id);
+                    self.unconfirmed_starts.insert(job_id.clone(), marker);
                     self.candidates.push_front(job_id);
                     self.query = QueryState::Running;
                     self.next_candidate(now, out);
@@ -854,6 +997,11 @@ impl Engine {
                 _ => {
                     tracing::warn!(job_id = %job_id, execution_number, ?code, %message, "job could not be started; looking for others");
                     self.take_active(&job_id);
+                    self.start_tokens.retain(|_, j| *j != job_id);
+                    out.push(Action::Forget {
+                        job_id,
+                        execution_number,
+                    });
                     self.query = QueryState::Running;
                     self.next_candidate(now, out);
                 }
@@ -1163,6 +1311,9 @@ impl Engine {
         match (e.status, ownership) {
             (JobStatus::Queued, Ownership::Ours(document)) => {
                 tracing::info!(job_id = %e.job_id, execution_number = e.execution_number, "starting job");
+                self.unconfirmed_starts.remove(&e.job_id);
+                self.recovered
+                    .remove(&(e.job_id.clone(), e.execution_number));
                 self.active.push(Active {
                     job_id: e.job_id.clone(),
                     execution_number: e.execution_number,
@@ -1170,11 +1321,19 @@ impl Engine {
                     phase: ActivePhase::Starting,
                     pending_progress: None,
                 });
+                // Named after the token the first attempt carries: unique to this process.
+                let marker = format!("{}-{}", self.token_prefix, self.next_token + 1);
+                out.push(Action::Record(Record::Starting {
+                    job_id: e.job_id.clone(),
+                    execution_number: e.execution_number,
+                    marker: marker.clone(),
+                }));
                 let request = Request::Start {
                     job_id: e.job_id,
                     execution_number: e.execution_number,
                     version: e.version_number,
                     document,
+                    marker,
                 };
                 self.send(now, request, 0, out);
                 Considered::Started
@@ -1184,24 +1343,85 @@ impl Engine {
                 self.report_directly(now, e, JobStatus::Rejected, &[("reason", &reason)], out);
                 Considered::Started
             }
-            (JobStatus::InProgress, _) => {
-                // Ours, in progress, yet not running here: this process did not start it, so
-                // the run that did was interrupted (crash, restart or reboot). The journal
-                // says how it really ended; without an entry it was interrupted.
-                let key = (e.job_id.clone(), e.execution_number);
-                let outcome = self.recovered.remove(&key).unwrap_or_else(|| JobOutcome {
-                    status: JobStatus::Failed,
-                    status_details: [(
-                        "reason".to_owned(),
-                        "interrupted: the handler restarted while the job was running".to_owned(),
-                    )]
-                    .into(),
-                });
-                tracing::warn!(job_id = %e.job_id, status = %outcome.status, "found our job IN_PROGRESS but not running here; reporting how it ended");
+            (JobStatus::InProgress, ownership) => {
+                self.in_progress_not_running(now, e, ownership, out)
+            }
+            _ => Considered::Skipped,
+        }
+    }
+
+    /// An IN_PROGRESS job of our forms that is not running in this process. It is ours only
+    /// when this handler started it: a start of this process whose answer was lost (the
+    /// cloud shows its marker), or a job the journal of an earlier run holds. Anything else
+    /// was started by another instance of the handler on this thing and is left to it.
+    fn in_progress_not_running(
+        &mut self,
+        now: Millis,
+        e: JobExecution,
+        ownership: Ownership,
+        out: &mut Vec<Action>,
+    ) -> Considered {
+        let key = (e.job_id.clone(), e.execution_number);
+        let marker = match self.recovered.get(&key) {
+            Some(Recovered::NotStarted { marker }) => Some(marker.clone()),
+            _ => self.unconfirmed_starts.get(&e.job_id).cloned(),
+        };
+        if let Some(marker) = marker {
+            if holds_start(e.status, e.status_details.as_ref(), &marker) {
+                self.recovered.remove(&key);
+                return match ownership {
+                    Ownership::Ours(document) => {
+                        tracing::info!(job_id = %e.job_id, "the cloud holds our start; running the job");
+                        self.active.push(Active {
+                            job_id: e.job_id.clone(),
+                            execution_number: e.execution_number,
+                            version: e.version_number,
+                            phase: ActivePhase::Starting,
+                            pending_progress: None,
+                        });
+                        self.started(
+                            &e.job_id,
+                            e.execution_number,
+                            e.version_number,
+                            document,
+                            out,
+                        );
+                        Considered::Started
+                    }
+                    Ownership::OursMalformed(reason) => {
+                        self.report_directly(
+                            now,
+                            e,
+                            JobStatus::Rejected,
+                            &[("reason", &reason)],
+                            out,
+                        );
+                        Considered::Started
+                    }
+                    Ownership::Foreign => Considered::Skipped,
+                };
+            }
+        }
+        match self.recovered.remove(&key) {
+            Some(Recovered::Ended(outcome)) => {
+                tracing::warn!(job_id = %e.job_id, status = %outcome.status, "our job from before the restart is IN_PROGRESS; reporting how the journal says it ended");
                 self.report_outcome(now, e, outcome, out);
                 Considered::Started
             }
-            _ => Considered::Skipped,
+            recovered => {
+                tracing::info!(job_id = %e.job_id, "IN_PROGRESS job not started by this handler (another instance on this thing?); leaving it to its owner");
+                let ours_journaled =
+                    self.unconfirmed_starts.remove(&e.job_id).is_some() || recovered.is_some();
+                if ours_journaled {
+                    // Our start lost the race: its journal entry can go.
+                    out.push(Action::Forget {
+                        job_id: e.job_id.clone(),
+                        execution_number: e.execution_number,
+                    });
+                }
+                self.foreign.insert(key);
+                Considered::Skipped
+            }
         }
     }
 
@@ -1416,6 +1636,11 @@ impl Engine {
             a.phase = ActivePhase::Finishing;
         }
         tracing::info!(job_id, status = %outcome.status, "job finished; reporting the result");
+        out.push(Action::Record(Record::Finished {
+            job_id: job_id.to_owned(),
+            execution_number,
+            outcome: outcome.clone(),
+        }));
         let request = Request::Finish {
             job_id: job_id.to_owned(),
             execution_number,
@@ -1430,6 +1655,14 @@ impl Engine {
 enum Considered {
     Started,
     Skipped,
+}
+
+/// Whether an execution's state shows the start marked `marker`.
+fn holds_start(status: JobStatus, details: Option<&StatusDetails>, marker: &str) -> bool {
+    status == JobStatus::InProgress
+        && details
+            .and_then(|d| d.get(START_MARKER_KEY))
+            .is_some_and(|m| m == marker)
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {

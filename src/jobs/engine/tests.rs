@@ -94,6 +94,19 @@ fn run_one(e: &mut Engine, job: &str) -> Vec<Action> {
     acts
 }
 
+/// Tells the engine what the journal holds about a job of an earlier run.
+fn recover(e: &mut Engine, job: &str, execution_number: i64, outcome: JobOutcome) {
+    let acts = e.handle(
+        0,
+        Input::Recovered {
+            job_id: job,
+            execution_number,
+            recovery: Recovered::Ended(outcome),
+        },
+    );
+    assert!(acts.is_empty(), "{acts:?}");
+}
+
 fn finish(e: &mut Engine, now: Millis, job: &str, status: JobStatus) -> Value {
     let outcome = JobOutcome {
         status,
@@ -516,23 +529,40 @@ fn deleted_job_while_running_is_canceled() {
     assert!(acts.iter().any(|a| matches!(a, Action::Cancel { .. })));
 }
 
-#[test]
-fn our_in_progress_job_found_at_start_is_reported_failed() {
-    let mut e = engine(0);
+/// Query → describe (IN_PROGRESS, with `details`) of one job; returns the actions after the
+/// describe answer.
+fn find_in_progress(e: &mut Engine, job: &str, version: i64, details: Value) -> Vec<Action> {
     let (_, get) = published(&e.handle(0, Input::Started));
     let acts = reply(
-        &mut e,
+        e,
         1,
         &format!("{P}get/accepted"),
-        json!({"clientToken": token(&get), "inProgressJobs": [{"jobId": "old", "executionNumber": 1, "versionNumber": 2}], "queuedJobs": []}),
+        json!({"clientToken": token(&get), "inProgressJobs": [{"jobId": job, "executionNumber": 1, "versionNumber": version}], "queuedJobs": []}),
     );
     let (_, d) = published(&acts);
-    let acts = reply(
-        &mut e,
+    let mut state = execution(job, "IN_PROGRESS", version, ours("echo"));
+    state["statusDetails"] = details;
+    reply(
+        e,
         2,
-        &format!("{P}old/get/accepted"),
-        json!({"clientToken": token(&d), "execution": execution("old", "IN_PROGRESS", 2, ours("echo"))}),
-    );
+        &format!("{P}{job}/get/accepted"),
+        json!({"clientToken": token(&d), "execution": state}),
+    )
+}
+
+#[test]
+fn an_in_progress_job_is_reported_interrupted_only_when_the_journal_holds_it() {
+    let mut e = engine(0);
+    let interrupted = JobOutcome {
+        status: JobStatus::Failed,
+        status_details: [(
+            "reason".to_owned(),
+            "interrupted: the handler stopped".to_owned(),
+        )]
+        .into(),
+    };
+    recover(&mut e, "old", 1, interrupted);
+    let acts = find_in_progress(&mut e, "old", 2, json!({"step": "1/2"}));
     let (topic, update) = published(&acts);
     assert_eq!(topic, format!("{P}old/update"));
     assert_eq!(update["status"], "FAILED");
@@ -541,6 +571,264 @@ fn our_in_progress_job_found_at_start_is_reported_failed() {
         .as_str()
         .unwrap()
         .contains("interrupted"));
+    // Without a journal entry it was started elsewhere (another instance on this thing): left
+    // alone, never reported.
+    let mut e = engine(0);
+    let acts = find_in_progress(&mut e, "theirs", 2, json!({"startedBy": "ggjh-other-1"}));
+    assert!(acts.is_empty(), "{acts:?}");
+    assert!(!e.busy());
+    assert_eq!(e.next_deadline(), None);
+}
+
+/// Describes and starts one queued job; returns the start request (unanswered).
+fn send_start(e: &mut Engine, job: &str) -> Value {
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "queuedJobs": [{"jobId": job, "executionNumber": 1, "versionNumber": 1}]}),
+    );
+    let (_, d) = published(&acts);
+    let acts = reply(
+        e,
+        2,
+        &format!("{P}{job}/get/accepted"),
+        json!({"clientToken": token(&d), "execution": execution(job, "QUEUED", 1, ours("echo"))}),
+    );
+    // Journal before the start goes out.
+    assert!(
+        matches!(&acts[..], [Action::Record(Record::Starting { job_id, .. }), Action::Publish { .. }] if job_id == job),
+        "{acts:?}"
+    );
+    let (_, start) = published(&acts);
+    assert_eq!(
+        start["statusDetails"][START_MARKER_KEY],
+        start_marker(&acts)
+    );
+    start
+}
+
+fn start_marker(actions: &[Action]) -> String {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Record(Record::Starting { marker, .. }) => Some(marker.clone()),
+            _ => None,
+        })
+        .expect("a Starting record")
+}
+
+fn runs(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Run(_)))
+        .count()
+}
+
+/// Lets the start time out and be sent again; returns the second attempt.
+fn start_retried(e: &mut Engine, first: &Value) -> Value {
+    let timeout = e.next_deadline().unwrap();
+    assert!(e.handle(timeout, Input::Tick).is_empty());
+    let at = e.next_deadline().unwrap();
+    let (topic, again) = published(&e.handle(at, Input::Tick));
+    assert!(topic.ends_with("/update"));
+    assert_ne!(token(first), token(&again));
+    assert_eq!(
+        again["statusDetails"], first["statusDetails"],
+        "one marker for every attempt"
+    );
+    again
+}
+
+#[test]
+fn a_lost_start_answer_then_version_mismatch_runs_the_job_instead_of_failing_it() {
+    let mut e = engine(0);
+    let first = send_start(&mut e, "j");
+    let again = start_retried(&mut e, &first);
+    // The first attempt went through (version 2, our marker); the second is refused.
+    let acts = reply(
+        &mut e,
+        30_000,
+        &format!("{P}j/update/rejected"),
+        json!({"clientToken": token(&again), "code": "VersionMismatch",
+               "executionState": {"status": "IN_PROGRESS", "versionNumber": 2, "statusDetails": first["statusDetails"]}}),
+    );
+    assert_eq!(runs(&acts), 1, "{acts:?}");
+    assert!(
+        acts.iter().all(|a| !matches!(a, Action::Publish { .. })),
+        "nothing reported: {acts:?}"
+    );
+    // The result then goes with the version the start produced.
+    let update = finish(&mut e, 40_000, "j", JobStatus::Succeeded);
+    assert_eq!(
+        (
+            update["status"].as_str(),
+            update["expectedVersion"].as_i64()
+        ),
+        (Some("SUCCEEDED"), Some(2))
+    );
+}
+
+#[test]
+fn a_version_mismatch_without_state_rereads_and_finds_our_start() {
+    let mut e = engine(0);
+    let first = send_start(&mut e, "j");
+    let again = start_retried(&mut e, &first);
+    let acts = reply(
+        &mut e,
+        30_000,
+        &format!("{P}j/update/rejected"),
+        json!({"clientToken": token(&again), "code": "VersionMismatch"}),
+    );
+    let (topic, d) = published(&acts);
+    assert_eq!(topic, format!("{P}j/get"));
+    let mut state = execution("j", "IN_PROGRESS", 2, ours("echo"));
+    state["statusDetails"] = first["statusDetails"].clone();
+    let acts = reply(
+        &mut e,
+        30_001,
+        &format!("{P}j/get/accepted"),
+        json!({"clientToken": token(&d), "execution": state}),
+    );
+    assert_eq!(runs(&acts), 1, "{acts:?}");
+    assert!(
+        acts.iter().all(|a| !matches!(a, Action::Publish { .. })),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn a_late_acceptance_of_an_earlier_start_attempt_counts() {
+    let mut e = engine(0);
+    let first = send_start(&mut e, "j");
+    let again = start_retried(&mut e, &first);
+    let acts = reply(
+        &mut e,
+        30_000,
+        &format!("{P}j/update/accepted"),
+        json!({"clientToken": token(&first), "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}}),
+    );
+    assert_eq!(runs(&acts), 1, "{acts:?}");
+    // The answer to the second attempt changes nothing, and nothing is retried.
+    let acts = reply(
+        &mut e,
+        30_001,
+        &format!("{P}j/update/rejected"),
+        json!({"clientToken": token(&again), "code": "VersionMismatch",
+               "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}}),
+    );
+    assert!(acts.is_empty(), "{acts:?}");
+    assert_eq!(e.next_deadline(), None);
+    assert!(e.busy());
+}
+
+#[test]
+fn two_instances_on_one_thing_never_fail_each_others_jobs() {
+    let (mut a, mut b) = (
+        Engine::new(EngineConfig::new(THING), 1),
+        Engine::new(EngineConfig::new(THING), 2),
+    );
+    for e in [&mut a, &mut b] {
+        let mut c = EngineConfig::new(THING);
+        c.max_jitter = Duration::ZERO;
+        e.reconfigure(0, c);
+    }
+    let start_a = send_start(&mut a, "j");
+    let start_b = send_start(&mut b, "j");
+    // A wins; B's start is refused with the state A's start produced.
+    let acts = reply(
+        &mut a,
+        3,
+        &format!("{P}j/update/accepted"),
+        json!({"clientToken": token(&start_a), "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}}),
+    );
+    assert_eq!(runs(&acts), 1);
+    let state = json!({"status": "IN_PROGRESS", "versionNumber": 2, "statusDetails": start_a["statusDetails"]});
+    let acts = reply(
+        &mut b,
+        3,
+        &format!("{P}j/update/rejected"),
+        json!({"clientToken": token(&start_b), "code": "VersionMismatch", "executionState": state}),
+    );
+    let (topic, d) = published(&acts);
+    assert_eq!(topic, format!("{P}j/get"));
+    let mut seen = execution("j", "IN_PROGRESS", 2, ours("echo"));
+    seen["statusDetails"] = start_a["statusDetails"].clone();
+    let acts = reply(
+        &mut b,
+        4,
+        &format!("{P}j/get/accepted"),
+        json!({"clientToken": token(&d), "execution": seen}),
+    );
+    assert!(
+        acts.iter().all(
+            |a| !matches!(a, Action::Publish { topic, .. } if topic.ends_with("j/update"))
+                && !matches!(a, Action::Run(_))
+        ),
+        "B neither runs nor reports A's job: {acts:?}"
+    );
+    // B's starting record is released.
+    assert_eq!(forgets(&acts), ["j"]);
+    assert!(!b.busy());
+}
+
+#[test]
+fn after_a_restart_a_start_the_journal_holds_runs_when_the_cloud_shows_it() {
+    let mut e = engine(0);
+    let acts = e.handle(
+        0,
+        Input::Recovered {
+            job_id: "j",
+            execution_number: 1,
+            recovery: Recovered::NotStarted {
+                marker: "ggjh-earlier-7".into(),
+            },
+        },
+    );
+    assert!(acts.is_empty());
+    let acts = find_in_progress(&mut e, "j", 2, json!({"startedBy": "ggjh-earlier-7"}));
+    assert_eq!(runs(&acts), 1, "{acts:?}");
+    // Another marker: not our start; left alone.
+    let mut e = engine(0);
+    e.handle(
+        0,
+        Input::Recovered {
+            job_id: "j",
+            execution_number: 1,
+            recovery: Recovered::NotStarted {
+                marker: "ggjh-earlier-7".into(),
+            },
+        },
+    );
+    let acts = find_in_progress(&mut e, "j", 2, json!({"startedBy": "ggjh-someone-1"}));
+    assert_eq!(forgets(&acts), ["j"], "{acts:?}");
+    assert!(
+        acts.iter().all(|a| matches!(a, Action::Forget { .. })),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn the_result_is_journaled_before_it_is_reported() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    let outcome = JobOutcome {
+        status: JobStatus::Succeeded,
+        status_details: [("result".to_owned(), "5".to_owned())].into(),
+    };
+    let acts = e.handle(
+        10,
+        Input::JobFinished {
+            job_id: "job1",
+            execution_number: 1,
+            outcome: outcome.clone(),
+        },
+    );
+    assert!(
+        matches!(&acts[..], [Action::Record(Record::Finished { job_id, outcome: o, .. }), Action::Publish { .. }] if job_id == "job1" && *o == outcome),
+        "{acts:?}"
+    );
 }
 
 #[test]
@@ -674,8 +962,9 @@ fn journal_outcomes_are_reported_for_interrupted_jobs_and_settled_ones_forgotten
         status: JobStatus::Succeeded,
         status_details: [("reboot".to_owned(), "completed".to_owned())].into(),
     };
-    e.recovered("reboot-job", 1, rebooted);
-    e.recovered(
+    recover(&mut e, "reboot-job", 1, rebooted);
+    recover(
+        &mut e,
         "gone-job",
         4,
         JobOutcome {
@@ -1091,7 +1380,8 @@ fn settled_journal_entries_are_forgotten_in_a_defined_order() {
         .map(|i| format!("old-{:02}", (i * 7) % 20))
         .collect();
     for name in &names {
-        e.recovered(
+        recover(
+            &mut e,
             name,
             1,
             JobOutcome {
