@@ -100,6 +100,13 @@ fn recover_from_journal(engine: &mut Engine, journal: &Journal, now: Millis) -> 
             tracing::warn!(job_id = %entry.job_id, pgid, "killing what is left of the interrupted run");
             crate::exec::process::kill_process_group(pgid);
         }
+        // Survivors of the run, whatever their group or session, carry its marker.
+        if !entry.run_marker.is_empty() && entry.boot_id == boot {
+            let killed = crate::exec::containment::kill_run(&entry.run_marker, None);
+            if killed > 0 {
+                tracing::warn!(job_id = %entry.job_id, killed, "killed survivors of the interrupted run");
+            }
+        }
         tracing::warn!(
             job_id = %entry.job_id,
             execution_number = entry.execution_number,
@@ -204,8 +211,10 @@ impl Running {
             .find(|j| j.job_id == run.job_id && j.execution_number == run.execution_number)
             .map(|j| j.start_marker.clone())
             .unwrap_or_default();
+        let run_marker = crate::exec::containment::new_run_marker();
         let entry = InFlightJob {
             start_marker,
+            run_marker: run_marker.clone(),
             job_id: run.job_id.clone(),
             execution_number: run.execution_number,
             version_number: run.version_number,
@@ -231,6 +240,7 @@ impl Running {
         self.cancels
             .insert((run.job_id.clone(), run.execution_number), cancel_tx);
         let ctx = RunContext {
+            run_marker: run_marker.clone(),
             cancel: cancel_rx,
             progress: progress_sink(
                 Arc::clone(journal),
@@ -243,6 +253,8 @@ impl Running {
         let finished_tx = self.finished_tx.clone();
         tokio::spawn(async move {
             let outcome = work.await;
+            // Whatever the work was, nothing it started outlives it.
+            crate::exec::containment::kill_run(&run_marker, None);
             let _ = finished_tx.send(Finished {
                 job_id: run.job_id,
                 execution_number: run.execution_number,

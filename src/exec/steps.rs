@@ -68,7 +68,7 @@ async fn run_step(
         program,
         args,
         working_dir: dir.root().to_path_buf(),
-        env: limits.env.clone(),
+        env: ctx.environment(&limits.env),
         stdin: None,
         timeout,
     };
@@ -232,7 +232,7 @@ pub async fn run_operation_handler(
         program,
         args: Vec::new(),
         working_dir: dir.root().to_path_buf(),
-        env: limits.env.clone(),
+        env: ctx.environment(&limits.env),
         stdin: Some(document.to_string().into_bytes()),
         timeout,
     };
