@@ -92,6 +92,10 @@ pub enum Input<'a> {
     },
     /// Time has passed; handle whatever is due.
     Tick,
+    /// The core's IoT Core connection changed (SubscribeToIoTCoreConnectionStatus). Connected:
+    /// query exactly as a reconnect message does (jitter, bursts collapsed). Disconnected:
+    /// noted; requests in flight are left to their response timeouts.
+    IotConnection { connected: bool },
     /// At start-up, before [`Input::Started`]: a job the journal holds from before this
     /// process, and what the journal says about it.
     Recovered {
@@ -428,6 +432,13 @@ impl Engine {
                 status_details,
             } => self.on_progress(now, job_id, execution_number, status_details, &mut out),
             Input::Tick => {}
+            Input::IotConnection { connected: true } => {
+                tracing::info!("IoT Core connection is up: re-querying jobs");
+                self.schedule_query(now, true);
+            }
+            Input::IotConnection { connected: false } => {
+                tracing::info!("IoT Core connection is down; queries resume when it is back");
+            }
             Input::Recovered {
                 job_id,
                 execution_number,

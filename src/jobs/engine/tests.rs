@@ -1607,3 +1607,29 @@ fn a_full_list_of_foreign_jobs_is_warned_about() {
     let (_, logs) = logs_of(|| reply(&mut e, 3, &format!("{P}notify"), notify));
     assert!(logs.contains(HIDDEN), "{logs}");
 }
+
+#[test]
+fn a_connected_status_queries_like_a_reconnect_message() {
+    let mut e = engine(3000);
+    assert!(e
+        .handle(0, Input::IotConnection { connected: false })
+        .is_empty());
+    assert_eq!(e.next_deadline(), None, "disconnected: nothing to do");
+    for t in 0..3 {
+        assert!(e
+            .handle(t, Input::IotConnection { connected: true })
+            .is_empty());
+        assert!(e.handle(t, msg("reconnect/dev-1", b"{}")).is_empty());
+    }
+    let at = e.next_deadline().expect("a jittered query");
+    assert!(at <= 3000, "{at}");
+    let mut publishes = Vec::new();
+    for t in 0..=3000 {
+        publishes.extend(e.handle(t, Input::Tick));
+    }
+    assert_eq!(
+        published(&publishes).0,
+        format!("{P}get"),
+        "one query for the burst"
+    );
+}
