@@ -10,6 +10,14 @@
 //! milliseconds from an arbitrary origin, so tests drive it with virtual time. The engine asks
 //! for a wake-up only while it has a deadline ([`Engine::next_deadline`]); when idle it has none.
 //!
+//! Call order: one [`Input::Recovered`] per journal entry of an earlier run, then
+//! [`Input::Started`] once the shell is subscribed to [`Engine::subscriptions`], then messages,
+//! job results, progress, connection status and ticks as they come. The shell carries out the
+//! returned actions in order. The rule is **journal before run, journal before report**: an
+//! [`Action::Record`] comes before the start request it announces and before the result it
+//! holds, and the shell writes it durably before going on; the shell journals a job's run before
+//! its work begins ([`Action::Run`]).
+//!
 //! Starting a job: StartNextPendingJobExecution starts whatever execution is at the head of the
 //! queue, with no job id and no `expectedVersion`, so it could start a Greengrass deployment or
 //! another agent's job. The engine therefore describes each candidate (`{jobId}/get`), checks
