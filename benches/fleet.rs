@@ -191,7 +191,7 @@ fn simulate(max_jitter: Duration) -> Outcome {
                         execution_number: run.execution_number,
                     },
                 ),
-                Action::Cancel { .. } | Action::Forget { .. } => {}
+                Action::Cancel { .. } | Action::Forget { .. } | Action::Record(_) => {}
             }
         }
         if let Some(deadline) = engines[device].next_deadline() {

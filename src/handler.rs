@@ -10,8 +10,8 @@ use crate::exec::{Executor, Progress, ProgressSink, RunContext};
 use crate::ipc::model::{ConfigurationUpdateEvents, IoTCoreMessage, Qos};
 use crate::ipc::Subscription;
 use crate::ipc::{IpcClient, IpcError};
-use crate::jobs::engine::{Action, Engine, Input, JobOutcome, JobRun, Millis};
-use crate::journal::{self, InFlightJob, Journal};
+use crate::jobs::engine::{Action, Engine, Input, JobOutcome, JobRun, Millis, Record};
+use crate::journal::{self, InFlightJob, Journal, Phase};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -88,10 +88,11 @@ async fn subscribe_all(
     Ok(())
 }
 
-/// Tells the engine how every job left in the journal really ended, killing what is left of
+/// Tells the engine what the journal says about every job left in it, killing what is left of
 /// an interrupted run first.
-fn recover_from_journal(engine: &mut Engine, journal: &Journal) {
+fn recover_from_journal(engine: &mut Engine, journal: &Journal, now: Millis) -> Vec<Action> {
     let boot = journal::boot_id();
+    let mut actions = Vec::new();
     for entry in journal.jobs() {
         let alive = entry.pid != 0 && crate::exec::process::process_alive(entry.pid);
         let recovery = journal::recover(entry, &boot, alive);
@@ -99,13 +100,65 @@ fn recover_from_journal(engine: &mut Engine, journal: &Journal) {
             tracing::warn!(job_id = %entry.job_id, pgid, "killing what is left of the interrupted run");
             crate::exec::process::kill_process_group(pgid);
         }
+        // Survivors of the run, whatever their group or session, carry its marker.
+        if !entry.run_marker.is_empty() && entry.boot_id == boot {
+            let killed = crate::exec::containment::kill_run(&entry.run_marker, None);
+            if killed > 0 {
+                tracing::warn!(job_id = %entry.job_id, killed, "killed survivors of the interrupted run");
+            }
+        }
         tracing::warn!(
             job_id = %entry.job_id,
             execution_number = entry.execution_number,
-            status = %recovery.outcome.status,
+            recovered = ?recovery.recovered,
             "journal: the job was in flight when the handler stopped"
         );
-        engine.recovered(&entry.job_id, entry.execution_number, recovery.outcome);
+        actions.extend(engine.handle(
+            now,
+            Input::Recovered {
+                job_id: &entry.job_id,
+                execution_number: entry.execution_number,
+                recovery: recovery.recovered,
+            },
+        ));
+    }
+    actions
+}
+
+/// Writes what the engine asks to be journaled before its next action.
+fn record(journal: &SharedJournal, record: Record) {
+    let result = match &record {
+        Record::Starting {
+            job_id,
+            execution_number,
+            marker,
+        } => lock(journal).begin(InFlightJob {
+            job_id: job_id.clone(),
+            execution_number: *execution_number,
+            started_at_ms: crate::clock::epoch_ms(),
+            updated_at_ms: crate::clock::epoch_ms(),
+            boot_id: journal::boot_id(),
+            phase: Phase::Starting as i32,
+            start_marker: marker.clone(),
+            ..InFlightJob::default()
+        }),
+        Record::Finished {
+            job_id,
+            execution_number,
+            outcome,
+        } => lock(journal).update(job_id, *execution_number, |entry| {
+            entry.phase = Phase::Finished as i32;
+            entry.pid = 0;
+            entry.result_status = outcome.status.as_str().to_owned();
+            entry.result_details = outcome
+                .status_details
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }),
+    };
+    if let Err(e) = result {
+        tracing::error!(?record, error = %e, "journal write failed");
     }
 }
 
@@ -152,7 +205,16 @@ struct Running {
 
 impl Running {
     fn start(&mut self, run: JobRun, executor: &Arc<dyn Executor>, journal: &SharedJournal) {
+        let start_marker = lock(journal)
+            .jobs()
+            .iter()
+            .find(|j| j.job_id == run.job_id && j.execution_number == run.execution_number)
+            .map(|j| j.start_marker.clone())
+            .unwrap_or_default();
+        let run_marker = crate::exec::containment::new_run_marker();
         let entry = InFlightJob {
+            start_marker,
+            run_marker: run_marker.clone(),
             job_id: run.job_id.clone(),
             execution_number: run.execution_number,
             version_number: run.version_number,
@@ -178,6 +240,7 @@ impl Running {
         self.cancels
             .insert((run.job_id.clone(), run.execution_number), cancel_tx);
         let ctx = RunContext {
+            run_marker: run_marker.clone(),
             cancel: cancel_rx,
             progress: progress_sink(
                 Arc::clone(journal),
@@ -190,6 +253,8 @@ impl Running {
         let finished_tx = self.finished_tx.clone();
         tokio::spawn(async move {
             let outcome = work.await;
+            // Whatever the work was, nothing it started outlives it.
+            crate::exec::containment::kill_run(&run_marker, None);
             let _ = finished_tx.send(Finished {
                 job_id: run.job_id,
                 execution_number: run.execution_number,
@@ -256,7 +321,7 @@ pub async fn run(
 ) -> Result<(), HandlerError> {
     let origin = Instant::now();
     let now = move || -> Millis { u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX) };
-    recover_from_journal(&mut engine, &journal);
+    let mut actions = recover_from_journal(&mut engine, &journal, now());
     let journal: SharedJournal = Arc::new(Mutex::new(journal));
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
     subscribe_all(&client, engine.subscriptions(), messages_tx.clone()).await?;
@@ -281,11 +346,12 @@ pub async fn run(
         finished_tx,
         steps_tx,
     };
-    let mut actions = engine.handle(now(), Input::Started);
+    actions.extend(engine.handle(now(), Input::Started));
     tokio::pin!(shutdown);
     loop {
         for action in actions.drain(..) {
             match action {
+                Action::Record(r) => record(&journal, r),
                 Action::Publish { topic, payload } => {
                     if let Err(e) = client
                         .publish_to_iot_core(&topic, Qos::AtLeastOnce, payload)

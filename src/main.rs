@@ -40,6 +40,10 @@ async fn run() -> ExitCode {
         target = env!("GGJH_BUILD_TARGET"),
         "greengrass-jobs-handler starting"
     );
+    // Orphans of handlers stay our descendants, so that a job's end can find and kill them.
+    if !greengrass_jobs_handler::exec::containment::become_subreaper() {
+        tracing::warn!("cannot become a child subreaper; processes of a job are still found by their run marker");
+    }
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

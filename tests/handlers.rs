@@ -137,6 +137,37 @@ async fn failure_reports_exit_code_and_stderr_and_still_runs_the_final_step() {
 }
 
 #[tokio::test]
+async fn a_refused_step_still_runs_the_final_step_and_the_job_is_rejected() {
+    let d = handlers(&[
+        ("never.sh", "touch never-ran"),
+        ("cleanup.sh", "touch cleaned-up"),
+    ]);
+    let mut doc = steps(json!([
+        handler_step("missing", "no-such-handler.sh", &[]),
+        handler_step("skipped", "never.sh", &[])
+    ]));
+    doc["finalStep"] = handler_step("cleanup", "cleanup.sh", &[]);
+    let o = run(&d, doc).await;
+    assert_eq!(o.status, JobStatus::Rejected, "{o:?}");
+    assert_eq!(o.status_details["failedStep"], "missing");
+    assert!(o.status_details["reason"].contains("missing"), "{o:?}");
+    assert!(
+        d.root.join("cleaned-up").exists(),
+        "the final step runs after a refused step"
+    );
+    assert!(!d.root.join("never-ran").exists());
+    // A refused final step after a failed step: the failure stays the job's status.
+    let d = handlers(&[("bad.sh", "exit 2")]);
+    let mut doc = steps(json!([handler_step("break", "bad.sh", &[])]));
+    doc["finalStep"] = handler_step("cleanup", "gone.sh", &[]);
+    let o = run(&d, doc).await;
+    assert_eq!(
+        (o.status, o.status_details["failedStep"].as_str()),
+        (JobStatus::Failed, "break")
+    );
+}
+
+#[tokio::test]
 async fn ignored_failures_and_stderr_limits() {
     let d = handlers(&[
         ("bad.sh", "exit 1"),
@@ -194,6 +225,7 @@ async fn cancellation_stops_the_work() {
     let pids = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&pids);
     let ctx = RunContext {
+        run_marker: greengrass_jobs_handler::exec::containment::new_run_marker(),
         cancel: rx,
         progress: Arc::new(move |p| {
             if let Progress::Spawned { pid } = p {
@@ -285,4 +317,86 @@ async fn unsafe_handlers_are_refused() {
     assert_eq!(o.status, JobStatus::Failed);
     assert!(o.status_details["reason"].contains("handler directory unusable"));
     assert!(!d.root.join("pwned").exists());
+}
+
+/// A handler whose children leave its process group and session: one through `setsid`, one
+/// through a double fork into a new process group. It waits until both have written their
+/// pids, then runs `tail` (e.g. `exit 0` or `sleep 300`).
+fn escaping_handler(tail: &str) -> Dir {
+    handlers(&[(
+        "escape.sh",
+        &format!(
+            r#"setsid sh -c 'echo $$ > session.pid; exec sleep 300' &
+sh -c 'sh -c "echo \$\$ > double.pid; exec sleep 301" &' &
+while [ ! -s session.pid ] || [ ! -s double.pid ]; do sleep 0.05; done
+{tail}"#
+        ),
+    )])
+}
+
+fn escaped_pids(d: &Dir) -> Vec<i32> {
+    ["session.pid", "double.pid"]
+        .iter()
+        .map(|f| {
+            fs::read_to_string(d.root.join(f))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+async fn assert_all_dead(pids: &[i32]) {
+    // Killed processes re-parented to init are reaped by it shortly after.
+    for _ in 0..100 {
+        if pids.iter().all(|p| !alive(*p)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "survivors: {:?}",
+        pids.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn children_that_leave_the_session_die_when_the_job_succeeds() {
+    let d = escaping_handler("exit 0");
+    let o = run(&d, steps(json!([handler_step("escape", "escape.sh", &[])]))).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{o:?}");
+    assert_all_dead(&escaped_pids(&d)).await;
+}
+
+#[tokio::test]
+async fn children_that_leave_the_session_die_at_the_step_timeout() {
+    let d = escaping_handler("sleep 300");
+    let mut step = handler_step("escape", "escape.sh", &[]);
+    step["action"]["timeoutSeconds"] = json!(1);
+    let o = run(&d, steps(json!([step]))).await;
+    assert!(o.status_details["reason"].contains("timed out"), "{o:?}");
+    assert_all_dead(&escaped_pids(&d)).await;
+}
+
+#[tokio::test]
+async fn children_that_leave_the_session_die_when_the_job_is_canceled() {
+    let d = escaping_handler("sleep 300");
+    let (tx, rx) = watch::channel(false);
+    let ex = executor(&d.root, Duration::from_secs(600));
+    let task = tokio::spawn(ex.run(
+        job(steps(json!([handler_step("escape", "escape.sh", &[])]))),
+        RunContext::detached(rx),
+    ));
+    while !d.root.join("double.pid").exists() || !d.root.join("session.pid").exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tx.send(true).unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_all_dead(&escaped_pids(&d)).await;
 }

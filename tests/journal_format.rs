@@ -1,6 +1,7 @@
 //! A journal written by an older version (format 1, committed as `tests/data/journal-v1.pb`)
 //! is still read by this one, and recovered honestly.
 
+use greengrass_jobs_handler::jobs::engine::Recovered;
 use greengrass_jobs_handler::jobs::messages::JobStatus;
 use greengrass_jobs_handler::journal::{self, Journal};
 use prost::Message;
@@ -79,9 +80,17 @@ fn a_format_1_journal_is_read_and_recovered_by_this_version() {
     // Fields format 1 did not have read as their defaults.
     assert!(!entry.reboot_requested);
     assert_eq!(entry.boot_id, "");
+    assert_eq!(
+        entry.phase(),
+        journal::Phase::Running,
+        "format 1 entries were running"
+    );
     let recovery = journal::recover(&entry, "current-boot", false);
-    assert_eq!(recovery.outcome.status, JobStatus::Failed);
-    assert!(recovery.outcome.status_details["reason"].contains("step 1"));
+    let Recovered::Ended(outcome) = recovery.recovered else {
+        panic!("a running entry ended: {recovery:?}")
+    };
+    assert_eq!(outcome.status, JobStatus::Failed);
+    assert!(outcome.status_details["reason"].contains("step 1"));
     // Rewritten in the current format, still holding the entry.
     j.update("firmware-update-7", 3, |e| e.work = "upgraded".into())
         .unwrap();

@@ -10,6 +10,7 @@
 
 pub mod bridge;
 pub mod builtin;
+pub mod containment;
 pub mod handler_dir;
 pub mod job_executor;
 pub mod process;
@@ -50,6 +51,9 @@ pub struct RunContext {
     /// Turns true when the cloud has ended the job: stop the work (its outcome is discarded).
     pub cancel: watch::Receiver<bool>,
     pub progress: ProgressSink,
+    /// This run's marker: in the environment of every process it starts
+    /// ([`containment::RUN_MARKER_VAR`]), so that all of them can be found and killed.
+    pub run_marker: String,
 }
 
 impl RunContext {
@@ -58,7 +62,18 @@ impl RunContext {
         Self {
             cancel,
             progress: Arc::new(|_| {}),
+            run_marker: containment::new_run_marker(),
         }
+    }
+
+    /// The environment of a handler process of this run: `base` and the run's marker.
+    pub fn environment(&self, base: &[(String, String)]) -> Vec<(String, String)> {
+        let mut env = base.to_vec();
+        env.push((
+            containment::RUN_MARKER_VAR.to_owned(),
+            self.run_marker.clone(),
+        ));
+        env
     }
 
     pub fn report(&self, progress: Progress) {

@@ -2,7 +2,8 @@
 //!
 //! Owns: spawning an executable with an argv array (never a shell), a clean environment, its
 //! own process group, a time limit, cancellation, killing the whole process tree (grandchildren
-//! included) when either fires, and keeping only the last part of stdout and stderr.
+//! included, and every process of the run found by [`super::containment`]) when it ends or
+//! either fires, and keeping only the last part of stdout and stderr.
 //! Must not know: job documents or the Jobs API.
 
 use std::collections::VecDeque;
@@ -176,8 +177,19 @@ pub async fn run(
         _ = tokio::time::sleep(spec.timeout) => Exit::TimedOut,
         _ = super::canceled(cancel.clone()) => Exit::Canceled,
     };
-    // Whatever happened, nothing of the job's process tree may outlive it.
+    // Whatever happened, nothing of the job's process tree may outlive it: its group, and
+    // every process carrying the run's marker or descending from it (setsid, double forks).
     kill_process_group(pid);
+    let marker = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == super::containment::RUN_MARKER_VAR)
+        .map(|(_, v)| v.clone());
+    if let Some(marker) = marker {
+        // The first process is named only while it is unreaped (its pid cannot be reused).
+        let root = matches!(exit, Exit::TimedOut | Exit::Canceled) && pid != 0;
+        super::containment::kill_run(&marker, root.then_some(pid));
+    }
     let _ = child.wait().await;
     let collect = |task: Option<tokio::task::JoinHandle<(Vec<u8>, u64)>>| async move {
         match task {

@@ -7,7 +7,7 @@
 
 use super::handler_dir::HandlerDirectory;
 use super::process::{self, Exit, ProcessResult, ProcessSpec};
-use super::{failed, outcome, rejected, Progress, RunContext};
+use super::{failed, outcome, Progress, RunContext};
 use crate::jobs::document::{Step, StepAction, StepsDocument};
 use crate::jobs::engine::JobOutcome;
 use crate::jobs::messages::{JobStatus, StatusDetails};
@@ -68,7 +68,7 @@ async fn run_step(
         program,
         args,
         working_dir: dir.root().to_path_buf(),
-        env: limits.env.clone(),
+        env: ctx.environment(&limits.env),
         stdin: None,
         timeout,
     };
@@ -118,6 +118,9 @@ pub async fn run_document(
         .collect();
     let total = all.len();
     let mut failure: Option<(String, &Step, Option<ProcessResult>)> = None;
+    // The first failure was a refusal (the document asks for what this device does not allow):
+    // the job ends REJECTED, after the final step has run all the same.
+    let mut refused = false;
     let mut ignored = Vec::new();
     let mut last_stdout = String::new();
     let mut succeeded = 0;
@@ -150,8 +153,11 @@ pub async fn run_document(
             }
             StepEnd::Stopped => return failed("canceled"),
             StepEnd::Refused(reason) => {
-                // A document asking for something the handler directory does not allow.
-                return rejected(format!("step {:?}: {reason}", step.name));
+                tracing::warn!(step = %step.name, %reason, "step refused");
+                if failure.is_none() {
+                    refused = true;
+                    failure = Some((format!("step {:?}: {reason}", step.name), step, None));
+                }
             }
             StepEnd::Failed { reason, result } => {
                 tracing::warn!(step = %step.name, %reason, "step failed");
@@ -196,7 +202,11 @@ pub async fn run_document(
                 }
             }
             JobOutcome {
-                status: JobStatus::Failed,
+                status: if refused {
+                    JobStatus::Rejected
+                } else {
+                    JobStatus::Failed
+                },
                 status_details: details,
             }
         }
@@ -222,7 +232,7 @@ pub async fn run_operation_handler(
         program,
         args: Vec::new(),
         working_dir: dir.root().to_path_buf(),
-        env: limits.env.clone(),
+        env: ctx.environment(&limits.env),
         stdin: Some(document.to_string().into_bytes()),
         timeout,
     };

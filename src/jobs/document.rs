@@ -120,7 +120,7 @@ fn compact(operation: &Value, members: &Map<String, Value>) -> Result<JobDocumen
             json_kind(operation)
         ));
     };
-    if name.is_empty() || name.len() > 128 {
+    if name.is_empty() || name.chars().count() > 128 {
         return Err("\"operation\" must be 1 to 128 characters".to_owned());
     }
     let mut arguments = members.clone();
@@ -349,6 +349,17 @@ fn json_kind(v: &Value) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn operation_names_are_limited_in_characters_not_bytes() {
+        let long_text = "é".repeat(128);
+        let doc = json!({ "operation": long_text });
+        assert!(matches!(classify(Some(&doc)), Ownership::Ours(_)));
+        let doc = json!({ "operation": "é".repeat(129) });
+        assert!(
+            matches!(classify(Some(&doc)), Ownership::OursMalformed(r) if r.contains("128 characters"))
+        );
+    }
 
     #[test]
     fn ownership_by_document_format() {

@@ -10,6 +10,14 @@
 //! milliseconds from an arbitrary origin, so tests drive it with virtual time. The engine asks
 //! for a wake-up only while it has a deadline ([`Engine::next_deadline`]); when idle it has none.
 //!
+//! Call order: one [`Input::Recovered`] per journal entry of an earlier run, then
+//! [`Input::Started`] once the shell is subscribed to [`Engine::subscriptions`], then messages,
+//! job results, progress, connection status and ticks as they come. The shell carries out the
+//! returned actions in order. The rule is **journal before run, journal before report**: an
+//! [`Action::Record`] comes before the start request it announces and before the result it
+//! holds, and the shell writes it durably before going on; the shell journals a job's run before
+//! its work begins ([`Action::Run`]).
+//!
 //! Starting a job: StartNextPendingJobExecution starts whatever execution is at the head of the
 //! queue, with no job id and no `expectedVersion`, so it could start a Greengrass deployment or
 //! another agent's job. The engine therefore describes each candidate (`{jobId}/get`), checks
@@ -20,7 +28,7 @@ use super::document::{classify, JobDocument, Ownership};
 use super::messages::*;
 use super::topics::{JobsTopics, ResponseTopic};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 /// Milliseconds on the caller's monotonic clock.
@@ -36,9 +44,15 @@ pub struct EngineConfig {
     pub max_jitter: Duration,
     /// How long to wait for a response before retrying the request.
     pub response_timeout: Duration,
-    /// First retry delay; doubles per attempt up to `max_backoff`.
+    /// First retry delay; doubles per attempt up to `max_backoff` (a request that got no
+    /// response) or `max_throttle_backoff` (the service answered RequestThrottled or
+    /// InternalError).
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Cap of the back-off after the service refused a request for now. Each wait is drawn
+    /// uniformly from zero to the doubled delay (full jitter): a fleet's retries spread over
+    /// the whole window, and a device retries within this cap of the service recovering.
+    pub max_throttle_backoff: Duration,
     /// Query this often even without a reconnect message (off when `None`).
     pub safety_poll: Option<Duration>,
     /// `stepTimeoutInMinutes` sent when a job is started.
@@ -56,6 +70,7 @@ impl EngineConfig {
             response_timeout: Duration::from_secs(10),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            max_throttle_backoff: Duration::from_secs(30),
             safety_poll: None,
             step_timeout_minutes: None,
             max_concurrent_jobs: 1,
@@ -85,7 +100,49 @@ pub enum Input<'a> {
     },
     /// Time has passed; handle whatever is due.
     Tick,
+    /// The core's IoT Core connection changed (SubscribeToIoTCoreConnectionStatus). Connected:
+    /// query exactly as a reconnect message does (jitter, bursts collapsed). Disconnected:
+    /// noted; requests in flight are left to their response timeouts.
+    IotConnection { connected: bool },
+    /// At start-up, before [`Input::Started`]: a job the journal holds from before this
+    /// process, and what the journal says about it.
+    Recovered {
+        job_id: &'a str,
+        execution_number: i64,
+        recovery: Recovered,
+    },
 }
+
+/// What the journal of an earlier run of this handler says about one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recovered {
+    /// The work ran (or ended, or was cut short): this outcome is reported when the cloud
+    /// still has the job IN_PROGRESS.
+    Ended(JobOutcome),
+    /// The start was sent with this marker but the work never began. When the cloud shows the
+    /// job IN_PROGRESS with the marker, the start was ours and the work runs now.
+    NotStarted { marker: String },
+}
+
+/// What the shell must write to its journal, durably, before carrying out the actions after it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A start request (marked with `marker` in its statusDetails) is about to go out.
+    Starting {
+        job_id: String,
+        execution_number: i64,
+        marker: String,
+    },
+    /// The job's work ended with this outcome, which is about to be reported.
+    Finished {
+        job_id: String,
+        execution_number: i64,
+        outcome: JobOutcome,
+    },
+}
+
+/// The statusDetails key of a start request that names the start (its marker).
+pub const START_MARKER_KEY: &str = "startedBy";
 
 /// How a job ended on the device.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +164,8 @@ pub struct JobRun {
 /// What the engine asks its shell to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Write this to the journal before going on with the next action.
+    Record(Record),
     Publish {
         topic: String,
         payload: Vec<u8>,
@@ -133,12 +192,13 @@ enum Request {
     Describe {
         job_id: String,
     },
-    /// Move our job to IN_PROGRESS.
+    /// Move our job to IN_PROGRESS; `marker` goes into the statusDetails.
     Start {
         job_id: String,
         execution_number: i64,
         version: i64,
         document: JobDocument,
+        marker: String,
     },
     /// Report a terminal status.
     Finish {
@@ -214,7 +274,10 @@ pub struct Engine {
     rng: fastrand::Rng,
     token_prefix: String,
     next_token: u64,
-    in_flight: HashMap<String, InFlight>,
+    /// Requests awaiting a response, by client token, in the order they were sent (the
+    /// token's sequence number), so that timeouts fire in a defined order.
+    in_flight: BTreeMap<u64, InFlight>,
+    /// Requests waiting out a back-off, retried in (time, order of scheduling).
     retries: Vec<Retry>,
     query: QueryState,
     /// Another query is wanted once the running one ends.
@@ -223,11 +286,24 @@ pub struct Engine {
     /// Jobs being started, run or reported (at most `max_concurrent_jobs`).
     active: Vec<Active>,
     /// Executions known not to be ours: (jobId, executionNumber).
-    foreign: HashSet<(String, i64)>,
+    foreign: BTreeSet<(String, i64)>,
     next_safety_poll: Option<Millis>,
-    /// Final outcomes decided from the journal for jobs interrupted before this process.
-    recovered: HashMap<(String, i64), JobOutcome>,
+    /// What the journal says about jobs of an earlier run of this handler.
+    recovered: BTreeMap<(String, i64), Recovered>,
+    /// Every start request sent (token sequence → job id): a late acceptance of an earlier
+    /// attempt still starts the job.
+    start_tokens: BTreeMap<u64, String>,
+    /// Markers of starts of ours whose answer was a VersionMismatch: the re-read decides
+    /// whether the cloud holds our start (job id → marker).
+    unconfirmed_starts: BTreeMap<String, String>,
+    /// The queued executions of the last pending list when it was full (the API's limit):
+    /// checked once the walk ends, to warn when all of them were foreign.
+    full_list: Vec<(String, i64)>,
 }
+
+/// The most queued executions GetPendingJobExecutions and `notify` list: with this many
+/// foreign jobs queued ahead, ours are invisible until those move.
+pub const MAX_LISTED_QUEUED: usize = 10;
 
 /// Longest `clientToken` the service accepts.
 const MAX_CLIENT_TOKEN: usize = 64;
@@ -247,15 +323,18 @@ impl Engine {
             rng,
             token_prefix,
             next_token: 0,
-            in_flight: HashMap::new(),
+            in_flight: BTreeMap::new(),
             retries: Vec::new(),
             query: QueryState::Idle,
             requery: false,
             candidates: VecDeque::new(),
             active: Vec::new(),
-            foreign: HashSet::new(),
+            foreign: BTreeSet::new(),
             next_safety_poll: None,
-            recovered: HashMap::new(),
+            recovered: BTreeMap::new(),
+            start_tokens: BTreeMap::new(),
+            unconfirmed_starts: BTreeMap::new(),
+            full_list: Vec::new(),
         }
     }
 
@@ -303,13 +382,6 @@ impl Engine {
 
     fn is_active(&self, job_id: &str) -> bool {
         self.active.iter().any(|a| a.job_id == job_id)
-    }
-
-    /// Tells the engine how a job interrupted before this process started really ended (from
-    /// the journal). It is reported when the query finds the job still IN_PROGRESS.
-    pub fn recovered(&mut self, job_id: &str, execution_number: i64, outcome: JobOutcome) {
-        self.recovered
-            .insert((job_id.to_owned(), execution_number), outcome);
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -368,6 +440,21 @@ impl Engine {
                 status_details,
             } => self.on_progress(now, job_id, execution_number, status_details, &mut out),
             Input::Tick => {}
+            Input::IotConnection { connected: true } => {
+                tracing::info!("IoT Core connection is up: re-querying jobs");
+                self.schedule_query(now, true);
+            }
+            Input::IotConnection { connected: false } => {
+                tracing::info!("IoT Core connection is down; queries resume when it is back");
+            }
+            Input::Recovered {
+                job_id,
+                execution_number,
+                recovery,
+            } => {
+                self.recovered
+                    .insert((job_id.to_owned(), execution_number), recovery);
+            }
         }
         self.run_due(now, &mut out);
         out
@@ -416,11 +503,11 @@ impl Engine {
         }
         self.start_due_query(now, out);
         // Requests whose response did not come: retry after back-off.
-        let expired: Vec<String> = self
+        let expired: Vec<u64> = self
             .in_flight
             .iter()
             .filter(|(_, f)| f.deadline <= now)
-            .map(|(t, _)| t.clone())
+            .map(|(t, _)| *t)
             .collect();
         for token in expired {
             if let Some(f) = self.in_flight.remove(&token) {
@@ -438,10 +525,12 @@ impl Engine {
                 self.retry_later(now, f.request, f.attempt);
             }
         }
-        let (due, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
+        let (mut due, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
             .into_iter()
             .partition(|r| r.at <= now);
         self.retries = later;
+        // Stable: equal times keep the order they were scheduled in.
+        due.sort_by_key(|r| r.at);
         for r in due {
             self.send(now, r.request, r.attempt + 1, out);
         }
@@ -459,6 +548,8 @@ impl Engine {
         }
     }
 
+    /// Retries after a missing or unusable response: the delay doubles per attempt up to
+    /// `max_backoff`, plus up to half of it again at random.
     fn retry_later(&mut self, now: Millis, request: Request, attempt: u32) {
         let base = ms(self.config.base_backoff).max(1);
         let cap = ms(self.config.max_backoff).max(base);
@@ -466,6 +557,20 @@ impl Engine {
         let spread = self.rng.u64(0..=delay / 2);
         self.retries.push(Retry {
             at: now + delay + spread,
+            request,
+            attempt,
+        });
+    }
+
+    /// Retries after the service refused for now (RequestThrottled, InternalError): full
+    /// jitter over a window that doubles per attempt up to `max_throttle_backoff`.
+    fn retry_throttled(&mut self, now: Millis, request: Request, attempt: u32) {
+        let base = ms(self.config.base_backoff).max(1);
+        let cap = ms(self.config.max_throttle_backoff).max(base);
+        let window = base.saturating_mul(1u64 << attempt.min(20)).min(cap);
+        let wait = self.rng.u64(0..=window).max(1);
+        self.retries.push(Retry {
+            at: now + wait,
             request,
             attempt,
         });
@@ -480,6 +585,15 @@ impl Engine {
 
     fn owns_token(&self, token: Option<&str>) -> bool {
         token.is_some_and(|t| t.starts_with(&self.token_prefix))
+    }
+
+    /// The sequence number of one of our tokens (`<prefix>-<n>`).
+    fn token_seq(&self, token: &str) -> Option<u64> {
+        token
+            .strip_prefix(&self.token_prefix)?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
     }
 
     fn send(&mut self, now: Millis, request: Request, attempt: u32, out: &mut Vec<Action>) {
@@ -500,12 +614,15 @@ impl Engine {
                 }),
             ),
             Request::Start {
-                job_id, version, ..
+                job_id,
+                version,
+                marker,
+                ..
             } => (
                 self.topics.update(job_id),
                 to_json(&UpdateRequest {
                     status: JobStatus::InProgress,
-                    status_details: None,
+                    status_details: Some([(START_MARKER_KEY.to_owned(), marker.clone())].into()),
                     expected_version: Some(*version),
                     execution_number: None,
                     include_job_execution_state: Some(true),
@@ -571,9 +688,12 @@ impl Engine {
             }
         };
         tracing::debug!(request = request.label(), %topic, client_token = %token, "publishing request");
+        if let Request::Start { job_id, .. } = &request {
+            self.start_tokens.insert(self.next_token, job_id.clone());
+        }
         out.push(Action::Publish { topic, payload });
         self.in_flight.insert(
-            token,
+            self.next_token,
             InFlight {
                 request,
                 attempt,
@@ -607,7 +727,15 @@ impl Engine {
             return;
         }
         let Some(token) = token else { return };
-        let Some(flight) = self.in_flight.remove(&token) else {
+        let seq = self.token_seq(&token);
+        if let (Some(seq), ResponseTopic::UpdateAccepted(job_id)) = (seq, &kind) {
+            if !self.in_flight.contains_key(&seq)
+                && self.late_start_accepted(now, seq, job_id, payload, out)
+            {
+                return;
+            }
+        }
+        let Some(flight) = seq.and_then(|seq| self.in_flight.remove(&seq)) else {
             tracing::debug!(%topic, client_token = %token, "duplicate or late response ignored");
             return;
         };
@@ -649,10 +777,7 @@ impl Engine {
             Request::Describe { job_id } => {
                 match serde_json::from_slice::<ExecutionResponse>(payload) {
                     Ok(r) => self.on_candidate(now, &job_id, r.execution, out),
-                    Err(e) => {
-                        tracing::error!(job_id = %job_id, error = %e, "undecodable describe response; skipping candidate");
-                        self.next_candidate(now, out);
-                    }
+                    Err(e) => self.on_undecodable_candidate(now, &job_id, payload, &e, out),
                 }
             }
             Request::Progress { job_id, .. } => {
@@ -693,23 +818,13 @@ impl Engine {
                 execution_number,
                 version,
                 document,
+                ..
             } => {
                 let state = serde_json::from_slice::<UpdateAccepted>(payload)
                     .ok()
                     .and_then(|u| u.execution_state);
-                let Some(active) = self.active_mut(&job_id) else {
-                    return;
-                };
-                active.version = state.map_or(version + 1, |s| s.version_number);
-                active.phase = ActivePhase::Running;
-                let version_number = active.version;
-                tracing::info!(job_id = %job_id, execution_number, work = %document.label(), "job started");
-                out.push(Action::Run(JobRun {
-                    job_id,
-                    execution_number,
-                    version_number,
-                    document,
-                }));
+                let version = state.map_or(version + 1, |s| s.version_number);
+                self.started(&job_id, execution_number, version, document, out);
             }
             Request::Finish {
                 job_id, outcome, ..
@@ -726,6 +841,80 @@ impl Engine {
         }
     }
 
+    /// The cloud holds our start: the work runs. Every other attempt of this start is dropped.
+    fn started(
+        &mut self,
+        job_id: &str,
+        execution_number: i64,
+        version: i64,
+        document: JobDocument,
+        out: &mut Vec<Action>,
+    ) {
+        self.in_flight
+            .retain(|_, f| !matches!(&f.request, Request::Start { job_id: j, .. } if j == job_id));
+        self.retries
+            .retain(|r| !matches!(&r.request, Request::Start { job_id: j, .. } if j == job_id));
+        self.start_tokens.retain(|_, j| j != job_id);
+        self.unconfirmed_starts.remove(job_id);
+        let Some(active) = self.active_mut(job_id) else {
+            return;
+        };
+        active.version = version;
+        active.phase = ActivePhase::Running;
+        tracing::info!(job_id = %job_id, execution_number, work = %document.label(), "job started");
+        out.push(Action::Run(JobRun {
+            job_id: job_id.to_owned(),
+            execution_number,
+            version_number: version,
+            document,
+        }));
+    }
+
+    /// An `update/accepted` for an earlier attempt of a start still being tried: the start
+    /// went through. Returns whether the message was that.
+    fn late_start_accepted(
+        &mut self,
+        _now: Millis,
+        seq: u64,
+        job_id: &str,
+        payload: &[u8],
+        out: &mut Vec<Action>,
+    ) -> bool {
+        if self.start_tokens.get(&seq).map(String::as_str) != Some(job_id) {
+            return false;
+        }
+        let starting = self
+            .active
+            .iter()
+            .any(|a| a.job_id == job_id && a.phase == ActivePhase::Starting);
+        // The request being tried (in flight or waiting out a back-off) has what to run.
+        let pending = self
+            .in_flight
+            .values()
+            .map(|f| &f.request)
+            .chain(self.retries.iter().map(|r| &r.request))
+            .find_map(|r| match r {
+                Request::Start {
+                    job_id: j,
+                    execution_number,
+                    version,
+                    document,
+                    ..
+                } if j == job_id => Some((*execution_number, *version, document.clone())),
+                _ => None,
+            });
+        let (true, Some((execution_number, version, document))) = (starting, pending) else {
+            return false;
+        };
+        tracing::info!(job_id = %job_id, "late acceptance of an earlier start attempt: the job is started");
+        let state = serde_json::from_slice::<UpdateAccepted>(payload)
+            .ok()
+            .and_then(|u| u.execution_state);
+        let version = state.map_or(version + 1, |s| s.version_number);
+        self.started(job_id, execution_number, version, document, out);
+        true
+    }
+
     fn on_rejected(
         &mut self,
         now: Millis,
@@ -738,7 +927,7 @@ impl Engine {
         let retryable = matches!(code, ErrorCode::RequestThrottled | ErrorCode::InternalError);
         if retryable {
             tracing::warn!(request = flight.request.label(), ?code, %message, "request refused for now; backing off");
-            self.retry_later(now, flight.request, flight.attempt);
+            self.retry_throttled(now, flight.request, flight.attempt);
             return;
         }
         match flight.request {
@@ -796,12 +985,30 @@ impl Engine {
             Request::Start {
                 job_id,
                 execution_number,
+                document,
+                marker,
                 ..
             } => match code {
                 ErrorCode::VersionMismatch => {
-                    // Someone changed the execution since we read it: read it again.
+                    let state = rejected.execution_state.clone();
+                    if let Some(s) =
+                        state.filter(|s| holds_start(s.status, s.status_details.as_ref(), &marker))
+                    {
+                        // An earlier attempt of this start went through (its answer was lost).
+                        tracing::info!(job_id = %job_id, "the cloud holds our start; the job is started");
+                        return self.started(
+                            &job_id,
+                            execution_number,
+                            s.version_number,
+                            document,
+                            out,
+                        );
+                    }
+                    // Someone changed the execution since we read it: read it again. The
+                    // re-read may still show our start (an attempt whose answer was lost).
                     tracing::info!(job_id = %job_id, "version changed before start; re-reading the execution");
                     self.take_active(&job_id);
+                    self.unconfirmed_starts.insert(job_id.clone(), marker);
                     self.candidates.push_front(job_id);
                     self.query = QueryState::Running;
                     self.next_candidate(now, out);
@@ -809,6 +1016,11 @@ impl Engine {
                 _ => {
                     tracing::warn!(job_id = %job_id, execution_number, ?code, %message, "job could not be started; looking for others");
                     self.take_active(&job_id);
+                    self.start_tokens.retain(|_, j| *j != job_id);
+                    out.push(Action::Forget {
+                        job_id,
+                        execution_number,
+                    });
                     self.query = QueryState::Running;
                     self.next_candidate(now, out);
                 }
@@ -936,7 +1148,7 @@ impl Engine {
 
     fn on_pending_list(&mut self, now: Millis, list: GetPendingAccepted, out: &mut Vec<Action>) {
         // Journal entries of jobs the cloud no longer lists as pending are settled.
-        let listed: HashSet<(String, i64)> = list
+        let listed: BTreeSet<(String, i64)> = list
             .in_progress_jobs
             .iter()
             .chain(list.queued_jobs.iter())
@@ -975,7 +1187,27 @@ impl Engine {
             "pending jobs listed"
         );
         self.candidates = candidates;
+        self.full_list = if list.queued_jobs.len() >= MAX_LISTED_QUEUED {
+            list.queued_jobs
+                .iter()
+                .map(|s| (s.job_id.clone(), s.execution_number))
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.next_candidate(now, out);
+    }
+
+    /// Warns when a full list (the API lists at most [`MAX_LISTED_QUEUED`] queued executions)
+    /// held only foreign jobs: jobs of ours queued behind them cannot be seen.
+    fn warn_if_hidden(&mut self, listed: &[(String, i64)], source: &str) {
+        if listed.len() >= MAX_LISTED_QUEUED && listed.iter().all(|k| self.foreign.contains(k)) {
+            tracing::warn!(
+                queued = listed.len(),
+                %source,
+                "the Jobs API lists at most 10 queued executions and all of them are foreign: jobs of ours queued behind them are invisible until those move"
+            );
+        }
     }
 
     fn next_candidate(&mut self, now: Millis, out: &mut Vec<Action>) {
@@ -986,6 +1218,8 @@ impl Engine {
         match self.candidates.pop_front() {
             Some(job_id) => self.send(now, Request::Describe { job_id }, 0, out),
             None => {
+                let full_list = std::mem::take(&mut self.full_list);
+                self.warn_if_hidden(&full_list, "GetPendingJobExecutions");
                 self.query = QueryState::Idle;
                 if std::mem::take(&mut self.requery) {
                     self.schedule_query(now, false);
@@ -1020,17 +1254,71 @@ impl Engine {
         }
     }
 
+    /// A describe answer that does not decode (e.g. a document nested deeper than the JSON
+    /// parser allows). The execution is read again without decoding its document; when the
+    /// document may be ours it is judged malformed (REJECTED with the reason), otherwise the
+    /// candidate is skipped as before.
+    fn on_undecodable_candidate(
+        &mut self,
+        now: Millis,
+        job_id: &str,
+        payload: &[u8],
+        error: &serde_json::Error,
+        out: &mut Vec<Action>,
+    ) {
+        tracing::error!(job_id = %job_id, %error, "undecodable describe response");
+        let Some((execution, document)) = super::undecodable::read(payload) else {
+            tracing::error!(job_id = %job_id, "describe response unreadable even without its document; skipping the candidate");
+            return self.next_candidate(now, out);
+        };
+        if execution.job_id != job_id || !super::undecodable::may_be_ours(document.get()) {
+            tracing::info!(job_id = %job_id, "undecodable document is not of our forms; leaving the job alone");
+            return self.next_candidate(now, out);
+        }
+        let reason = format!("the job document cannot be parsed: {error}");
+        self.on_judged_candidate(now, execution, Ownership::OursMalformed(reason), out);
+    }
+
+    /// [`Self::on_candidate`] for an execution already judged.
+    fn on_judged_candidate(
+        &mut self,
+        now: Millis,
+        execution: JobExecution,
+        ownership: Ownership,
+        out: &mut Vec<Action>,
+    ) {
+        match self.judged(now, execution, ownership, out) {
+            Considered::Started if !self.at_capacity() => self.next_candidate(now, out),
+            Considered::Started => {
+                self.candidates.clear();
+                self.query = QueryState::Idle;
+            }
+            Considered::Skipped => self.next_candidate(now, out),
+        }
+    }
+
     /// Decides what to do with one execution seen in a describe or notify-next.
     fn consider(&mut self, now: Millis, e: JobExecution, out: &mut Vec<Action>) -> Considered {
-        if self.is_active(&e.job_id) {
-            return Considered::Skipped;
-        }
         if e.job_document.is_none() {
             // Without its document a job cannot be judged: never mark it foreign on that basis.
             tracing::debug!(job_id = %e.job_id, "execution without its document; not judged");
             return Considered::Skipped;
         }
         let ownership = classify(e.job_document.as_ref());
+        self.judged(now, e, ownership, out)
+    }
+
+    /// Acts on an execution whose document has been judged.
+    fn judged(
+        &mut self,
+        now: Millis,
+        e: JobExecution,
+        ownership: Ownership,
+        out: &mut Vec<Action>,
+    ) -> Considered {
+        if self.is_active(&e.job_id) {
+            return Considered::Skipped;
+        }
         if ownership == Ownership::Foreign {
             tracing::info!(job_id = %e.job_id, "job is not ours (unknown document format); leaving it alone");
             self.foreign.insert((e.job_id, e.execution_number));
@@ -1042,6 +1330,9 @@ impl Engine {
         match (e.status, ownership) {
             (JobStatus::Queued, Ownership::Ours(document)) => {
                 tracing::info!(job_id = %e.job_id, execution_number = e.execution_number, "starting job");
+                self.unconfirmed_starts.remove(&e.job_id);
+                self.recovered
+                    .remove(&(e.job_id.clone(), e.execution_number));
                 self.active.push(Active {
                     job_id: e.job_id.clone(),
                     execution_number: e.execution_number,
@@ -1049,11 +1340,19 @@ impl Engine {
                     phase: ActivePhase::Starting,
                     pending_progress: None,
                 });
+                // Named after the token the first attempt carries: unique to this process.
+                let marker = format!("{}-{}", self.token_prefix, self.next_token + 1);
+                out.push(Action::Record(Record::Starting {
+                    job_id: e.job_id.clone(),
+                    execution_number: e.execution_number,
+                    marker: marker.clone(),
+                }));
                 let request = Request::Start {
                     job_id: e.job_id,
                     execution_number: e.execution_number,
                     version: e.version_number,
                     document,
+                    marker,
                 };
                 self.send(now, request, 0, out);
                 Considered::Started
@@ -1063,24 +1362,85 @@ impl Engine {
                 self.report_directly(now, e, JobStatus::Rejected, &[("reason", &reason)], out);
                 Considered::Started
             }
-            (JobStatus::InProgress, _) => {
-                // Ours, in progress, yet not running here: this process did not start it, so
-                // the run that did was interrupted (crash, restart or reboot). The journal
-                // says how it really ended; without an entry it was interrupted.
-                let key = (e.job_id.clone(), e.execution_number);
-                let outcome = self.recovered.remove(&key).unwrap_or_else(|| JobOutcome {
-                    status: JobStatus::Failed,
-                    status_details: [(
-                        "reason".to_owned(),
-                        "interrupted: the handler restarted while the job was running".to_owned(),
-                    )]
-                    .into(),
-                });
-                tracing::warn!(job_id = %e.job_id, status = %outcome.status, "found our job IN_PROGRESS but not running here; reporting how it ended");
+            (JobStatus::InProgress, ownership) => {
+                self.in_progress_not_running(now, e, ownership, out)
+            }
+            _ => Considered::Skipped,
+        }
+    }
+
+    /// An IN_PROGRESS job of our forms that is not running in this process. It is ours only
+    /// when this handler started it: a start of this process whose answer was lost (the
+    /// cloud shows its marker), or a job the journal of an earlier run holds. Anything else
+    /// was started by another instance of the handler on this thing and is left to it.
+    fn in_progress_not_running(
+        &mut self,
+        now: Millis,
+        e: JobExecution,
+        ownership: Ownership,
+        out: &mut Vec<Action>,
+    ) -> Considered {
+        let key = (e.job_id.clone(), e.execution_number);
+        let marker = match self.recovered.get(&key) {
+            Some(Recovered::NotStarted { marker }) => Some(marker.clone()),
+            _ => self.unconfirmed_starts.get(&e.job_id).cloned(),
+        };
+        if let Some(marker) = marker {
+            if holds_start(e.status, e.status_details.as_ref(), &marker) {
+                self.recovered.remove(&key);
+                return match ownership {
+                    Ownership::Ours(document) => {
+                        tracing::info!(job_id = %e.job_id, "the cloud holds our start; running the job");
+                        self.active.push(Active {
+                            job_id: e.job_id.clone(),
+                            execution_number: e.execution_number,
+                            version: e.version_number,
+                            phase: ActivePhase::Starting,
+                            pending_progress: None,
+                        });
+                        self.started(
+                            &e.job_id,
+                            e.execution_number,
+                            e.version_number,
+                            document,
+                            out,
+                        );
+                        Considered::Started
+                    }
+                    Ownership::OursMalformed(reason) => {
+                        self.report_directly(
+                            now,
+                            e,
+                            JobStatus::Rejected,
+                            &[("reason", &reason)],
+                            out,
+                        );
+                        Considered::Started
+                    }
+                    Ownership::Foreign => Considered::Skipped,
+                };
+            }
+        }
+        match self.recovered.remove(&key) {
+            Some(Recovered::Ended(outcome)) => {
+                tracing::warn!(job_id = %e.job_id, status = %outcome.status, "our job from before the restart is IN_PROGRESS; reporting how the journal says it ended");
                 self.report_outcome(now, e, outcome, out);
                 Considered::Started
             }
-            _ => Considered::Skipped,
+            recovered => {
+                tracing::info!(job_id = %e.job_id, "IN_PROGRESS job not started by this handler (another instance on this thing?); leaving it to its owner");
+                let ours_journaled =
+                    self.unconfirmed_starts.remove(&e.job_id).is_some() || recovered.is_some();
+                if ours_journaled {
+                    // Our start lost the race: its journal entry can go.
+                    out.push(Action::Forget {
+                        job_id: e.job_id.clone(),
+                        execution_number: e.execution_number,
+                    });
+                }
+                self.foreign.insert(key);
+                Considered::Skipped
+            }
         }
     }
 
@@ -1198,6 +1558,13 @@ impl Engine {
                 return;
             }
         };
+        if let Some(queued) = notify.jobs.get("QUEUED") {
+            let listed: Vec<(String, i64)> = queued
+                .iter()
+                .map(|s| (s.job_id.clone(), s.execution_number))
+                .collect();
+            self.warn_if_hidden(&listed, "notify");
+        }
         if self.at_capacity() {
             return;
         }
@@ -1288,6 +1655,11 @@ impl Engine {
             a.phase = ActivePhase::Finishing;
         }
         tracing::info!(job_id, status = %outcome.status, "job finished; reporting the result");
+        out.push(Action::Record(Record::Finished {
+            job_id: job_id.to_owned(),
+            execution_number,
+            outcome: outcome.clone(),
+        }));
         let request = Request::Finish {
             job_id: job_id.to_owned(),
             execution_number,
@@ -1302,6 +1674,14 @@ impl Engine {
 enum Considered {
     Started,
     Skipped,
+}
+
+/// Whether an execution's state shows the start marked `marker`.
+fn holds_start(status: JobStatus, details: Option<&StatusDetails>, marker: &str) -> bool {
+    status == JobStatus::InProgress
+        && details
+            .and_then(|d| d.get(START_MARKER_KEY))
+            .is_some_and(|m| m == marker)
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {

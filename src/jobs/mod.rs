@@ -5,3 +5,4 @@ pub mod engine;
 pub mod messages;
 pub mod status_details;
 pub mod topics;
+pub mod undecodable;

@@ -1,11 +1,23 @@
 //! Fitting `statusDetails` into what the Jobs service accepts.
 //!
 //! Owns: the service's limits on statusDetails (keys 1–128 characters of `[a-zA-Z0-9:_-]`,
-//! values 1–1024 characters without control characters) and our own cap on the number of
-//! entries, and turning arbitrary output into entries that respect them — on character
-//! boundaries, never splitting a multi-byte character. Must not know: where the output came from.
+//! values of 1–1024 characters matching `[^\p{C}]+`) and our own cap on the number of entries,
+//! and turning arbitrary output into entries that respect them — on character boundaries, never
+//! splitting a multi-byte character. Must not know: where the output came from.
+//!
+//! Which characters: every character of Unicode general category C — control (Cc), format
+//! (Cf: U+200B, U+202E, U+FEFF…), private use (Co), unassigned (Cn) and surrogates (Cs, which
+//! a Rust `char` cannot hold) — is removed; tab and newline become a space first so that lines
+//! stay apart. The category comes from the `unicode-properties` crate's tables, not from a table
+//! of our own.
+//!
+//! Which length: the service counts characters, and its implementation counts UTF-16 code
+//! units, where a supplementary-plane character (an emoji, U+1F600) is a surrogate pair and may
+//! count twice. To be safe whichever way it counts, a value here holds at most 1024 UTF-16 code
+//! units: a supplementary-plane character costs two, every other character one.
 
 use super::messages::StatusDetails;
+use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
 pub const MAX_KEY_CHARS: usize = 128;
 pub const MAX_VALUE_CHARS: usize = 1024;
@@ -34,14 +46,27 @@ pub fn key(raw: &str) -> String {
     }
 }
 
-/// A value the service accepts: control characters (newlines included) become spaces or are
-/// dropped, and the text keeps its **beginning**, cut to 1024 characters.
+/// The length the 1024 limit is checked against: UTF-16 code units (see the module doc).
+pub fn service_length(text: &str) -> usize {
+    text.chars().map(char::len_utf16).sum()
+}
+
+/// A value the service accepts: characters of category C removed (tab and newline become
+/// spaces), and the text keeps its **beginning**, cut to 1024 UTF-16 code units.
 pub fn value_head(raw: &str) -> String {
     let clean = clean(raw);
-    if clean.chars().count() <= MAX_VALUE_CHARS {
+    if service_length(&clean) <= MAX_VALUE_CHARS {
         return non_empty(clean);
     }
-    let mut head: String = clean.chars().take(MAX_VALUE_CHARS - 1).collect();
+    let mut head = String::new();
+    let mut used = service_length(ELLIPSIS);
+    for c in clean.chars() {
+        used += c.len_utf16();
+        if used > MAX_VALUE_CHARS {
+            break;
+        }
+        head.push(c);
+    }
     head.push_str(ELLIPSIS);
     head
 }
@@ -49,12 +74,25 @@ pub fn value_head(raw: &str) -> String {
 /// Like [`value_head`] but keeps the **end** of the text (the last lines of output matter most).
 pub fn value_tail(raw: &str) -> String {
     let clean = clean(raw);
-    let count = clean.chars().count();
-    if count <= MAX_VALUE_CHARS {
+    if service_length(&clean) <= MAX_VALUE_CHARS {
         return non_empty(clean);
     }
-    let tail: String = clean.chars().skip(count - (MAX_VALUE_CHARS - 1)).collect();
+    let mut kept = Vec::new();
+    let mut used = service_length(ELLIPSIS);
+    for c in clean.chars().rev() {
+        used += c.len_utf16();
+        if used > MAX_VALUE_CHARS {
+            break;
+        }
+        kept.push(c);
+    }
+    let tail: String = kept.into_iter().rev().collect();
     format!("{ELLIPSIS}{tail}")
+}
+
+/// Whether the service's pattern `[^\p{C}]` allows this character.
+pub fn allowed_in_value(c: char) -> bool {
+    c.general_category_group() != GeneralCategoryGroup::Other
 }
 
 fn clean(raw: &str) -> String {
@@ -62,9 +100,8 @@ fn clean(raw: &str) -> String {
     for c in raw.chars() {
         match c {
             '\n' | '\t' => out.push(' '),
-            '\r' => {}
-            c if c.is_control() => {}
-            c => out.push(c),
+            c if allowed_in_value(c) => out.push(c),
+            _ => {}
         }
     }
     out.trim_end().to_owned()
@@ -116,12 +153,42 @@ mod tests {
     fn multi_byte_text_is_cut_on_character_boundaries() {
         let text = "é€😀".repeat(1000);
         let head = value_head(&text);
-        assert_eq!(head.chars().count(), MAX_VALUE_CHARS);
+        assert!(service_length(&head) <= MAX_VALUE_CHARS);
+        assert!(service_length(&head) >= MAX_VALUE_CHARS - 1);
         assert!(head.ends_with(ELLIPSIS));
         let tail = value_tail(&text);
-        assert_eq!(tail.chars().count(), MAX_VALUE_CHARS);
+        assert!(service_length(&tail) <= MAX_VALUE_CHARS);
+        assert!(service_length(&tail) >= MAX_VALUE_CHARS - 1);
         assert!(tail.starts_with(ELLIPSIS));
         assert!(tail.ends_with('😀'));
+    }
+
+    #[test]
+    fn every_character_of_category_c_is_removed() {
+        // Format (Cf), private use (Co, in the BMP and plane 15), unassigned (Cn), control (Cc).
+        let raw = "a\u{200B}b\u{202E}c\u{FEFF}d\u{E000}e\u{F0041}f\u{0378}g\u{7F}h\u{85}i";
+        assert_eq!(value_head(raw), "abcdefghi");
+        assert_eq!(value_tail(raw), "abcdefghi");
+        // Letters, marks, symbols and separators of other scripts stay.
+        assert_eq!(value_head("é ü 中 😀 \u{2028} x"), "é ü 中 😀 \u{2028} x");
+        assert_eq!(value_head("\u{200B}"), "-");
+    }
+
+    #[test]
+    fn supplementary_plane_characters_count_as_two() {
+        let emoji = "😀".repeat(600);
+        let head = value_head(&emoji);
+        assert!(
+            service_length(&head) <= MAX_VALUE_CHARS,
+            "{}",
+            service_length(&head)
+        );
+        assert_eq!(head.chars().count(), 512, "511 emoji and the ellipsis");
+        let tail = value_tail(&emoji);
+        assert!(service_length(&tail) <= MAX_VALUE_CHARS);
+        // Exactly 1024 units of BMP text is kept whole.
+        let bmp = "中".repeat(MAX_VALUE_CHARS);
+        assert_eq!(value_head(&bmp), bmp);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! Owns: the on-disk record (protobuf, schema in `journal.proto`, compiled by build.rs),
 //! writing it atomically and durably (temp file, fsync, rename, fsync of the directory) before
 //! the side effect it announces, reading every older format, and deciding what an entry found
-//! at start-up means: a job that asked for a reboot and the boot id changed → SUCCEEDED; any
-//! other → FAILED with the reason. Must not know: the Jobs API or IPC.
+//! at start-up means: a job whose start had not been answered → the start may still be ours
+//! (its marker decides); a job whose work ended → the journaled outcome; a job that asked for a
+//! reboot and the boot id changed → SUCCEEDED; any other → FAILED with the reason.
+//! Must not know: the Jobs API or IPC.
 
-use crate::jobs::engine::JobOutcome;
+use crate::jobs::engine::{JobOutcome, Recovered};
 use crate::jobs::messages::JobStatus;
 use prost::Message;
 use std::io::Write;
@@ -18,10 +20,10 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/ggjh.journal.rs"));
 }
 
-pub use proto::InFlightJob;
+pub use proto::{InFlightJob, Phase};
 
 /// The format this binary writes.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 /// Where the kernel publishes the id of the current boot.
 pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
@@ -139,15 +141,49 @@ impl Journal {
 /// What a journal entry found at start-up means.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovery {
-    pub outcome: JobOutcome,
+    pub recovered: Recovered,
     /// A process group of the old run that is still alive and must be killed first.
     pub kill_process_group: Option<u32>,
+}
+
+/// The outcome a FINISHED entry holds (`None` when its status is unreadable).
+fn journaled_result(job: &InFlightJob) -> Option<JobOutcome> {
+    let status: JobStatus =
+        serde_json::from_value(serde_json::Value::String(job.result_status.clone())).ok()?;
+    Some(JobOutcome {
+        status,
+        status_details: job
+            .result_details
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
 }
 
 /// Decides the honest final status of a job that was in flight when the handler stopped.
 pub fn recover(job: &InFlightJob, current_boot: &str, process_alive: bool) -> Recovery {
     let rebooted =
         !job.boot_id.is_empty() && !current_boot.is_empty() && job.boot_id != current_boot;
+    let kill_process_group = (!rebooted && process_alive && job.pid != 0).then_some(job.pid);
+    match job.phase() {
+        Phase::Starting => {
+            return Recovery {
+                recovered: Recovered::NotStarted {
+                    marker: job.start_marker.clone(),
+                },
+                kill_process_group: None,
+            }
+        }
+        Phase::Finished => {
+            if let Some(outcome) = journaled_result(job) {
+                return Recovery {
+                    recovered: Recovered::Ended(outcome),
+                    kill_process_group,
+                };
+            }
+        }
+        Phase::Running => {}
+    }
     let details = |pairs: &[(&str, String)]| {
         pairs
             .iter()
@@ -185,9 +221,8 @@ pub fn recover(job: &InFlightJob, current_boot: &str, process_alive: bool) -> Re
             ]),
         }
     };
-    let kill_process_group = (!rebooted && process_alive && job.pid != 0).then_some(job.pid);
     Recovery {
-        outcome,
+        recovered: Recovered::Ended(outcome),
         kill_process_group,
     }
 }
@@ -208,6 +243,14 @@ mod tests {
             reboot_requested: reboot,
             boot_id: boot.into(),
             updated_at_ms: 2,
+            ..InFlightJob::default()
+        }
+    }
+
+    fn outcome_of(r: &Recovery) -> &JobOutcome {
+        match &r.recovered {
+            Recovered::Ended(o) => o,
+            other => panic!("not ended: {other:?}"),
         }
     }
 
@@ -237,17 +280,44 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_entry_recovers_its_result_and_a_starting_one_its_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.pb");
+        let mut j = Journal::open(&path).unwrap();
+        let mut e = entry(false, "boot-a");
+        e.phase = Phase::Finished as i32;
+        e.result_status = "SUCCEEDED".into();
+        e.result_details = [("result".to_owned(), "5".to_owned())].into();
+        j.begin(e).unwrap();
+        let again = Journal::open(&path).unwrap();
+        let r = recover(&again.jobs()[0], "boot-a", false);
+        assert_eq!(outcome_of(&r).status, JobStatus::Succeeded);
+        assert_eq!(outcome_of(&r).status_details["result"], "5");
+        let mut e = entry(false, "boot-a");
+        e.phase = Phase::Starting as i32;
+        e.start_marker = "ggjh-1-1".into();
+        let r = recover(&e, "boot-a", true);
+        assert_eq!(
+            r.recovered,
+            Recovered::NotStarted {
+                marker: "ggjh-1-1".into()
+            }
+        );
+        assert_eq!(r.kill_process_group, None, "nothing ran");
+    }
+
+    #[test]
     fn recovery_is_honest() {
         let r = recover(&entry(true, "boot-a"), "boot-b", false);
-        assert_eq!(r.outcome.status, JobStatus::Succeeded);
+        assert_eq!(outcome_of(&r).status, JobStatus::Succeeded);
         let r = recover(&entry(true, "boot-a"), "boot-a", false);
-        assert_eq!(r.outcome.status, JobStatus::Failed);
+        assert_eq!(outcome_of(&r).status, JobStatus::Failed);
         let r = recover(&entry(false, "boot-a"), "boot-a", true);
-        assert_eq!(r.outcome.status, JobStatus::Failed);
-        assert!(r.outcome.status_details["reason"].contains("handler stopped"));
+        assert_eq!(outcome_of(&r).status, JobStatus::Failed);
+        assert!(outcome_of(&r).status_details["reason"].contains("handler stopped"));
         assert_eq!(r.kill_process_group, Some(4242));
         let r = recover(&entry(false, "boot-a"), "boot-b", true);
-        assert!(r.outcome.status_details["reason"].contains("rebooted"));
+        assert!(outcome_of(&r).status_details["reason"].contains("rebooted"));
         assert_eq!(
             r.kill_process_group, None,
             "a pid from another boot is someone else's"

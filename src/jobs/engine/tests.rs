@@ -94,6 +94,19 @@ fn run_one(e: &mut Engine, job: &str) -> Vec<Action> {
     acts
 }
 
+/// Tells the engine what the journal holds about a job of an earlier run.
+fn recover(e: &mut Engine, job: &str, execution_number: i64, outcome: JobOutcome) {
+    let acts = e.handle(
+        0,
+        Input::Recovered {
+            job_id: job,
+            execution_number,
+            recovery: Recovered::Ended(outcome),
+        },
+    );
+    assert!(acts.is_empty(), "{acts:?}");
+}
+
 fn finish(e: &mut Engine, now: Millis, job: &str, status: JobStatus) -> Value {
     let outcome = JobOutcome {
         status,
@@ -172,7 +185,7 @@ fn reconnect_bursts_collapse_into_one_jittered_query() {
 
 #[test]
 fn jitter_spreads_a_fleet() {
-    let mut times = HashSet::new();
+    let mut times = std::collections::BTreeSet::new();
     for seed in 0..50 {
         let mut config = EngineConfig::new(THING);
         config.max_jitter = Duration::from_secs(5);
@@ -301,7 +314,7 @@ fn throttled_and_internal_errors_back_off() {
         );
         assert!(acts.is_empty());
         let at = e.next_deadline().unwrap();
-        assert!(at >= 1001, "{code}: {at}");
+        assert!((2..=1001).contains(&at), "{code}: {at}");
         assert_eq!(published(&e.handle(at, Input::Tick)).0, format!("{P}get"));
     }
 }
@@ -516,23 +529,40 @@ fn deleted_job_while_running_is_canceled() {
     assert!(acts.iter().any(|a| matches!(a, Action::Cancel { .. })));
 }
 
-#[test]
-fn our_in_progress_job_found_at_start_is_reported_failed() {
-    let mut e = engine(0);
+/// Query → describe (IN_PROGRESS, with `details`) of one job; returns the actions after the
+/// describe answer.
+fn find_in_progress(e: &mut Engine, job: &str, version: i64, details: Value) -> Vec<Action> {
     let (_, get) = published(&e.handle(0, Input::Started));
     let acts = reply(
-        &mut e,
+        e,
         1,
         &format!("{P}get/accepted"),
-        json!({"clientToken": token(&get), "inProgressJobs": [{"jobId": "old", "executionNumber": 1, "versionNumber": 2}], "queuedJobs": []}),
+        json!({"clientToken": token(&get), "inProgressJobs": [{"jobId": job, "executionNumber": 1, "versionNumber": version}], "queuedJobs": []}),
     );
     let (_, d) = published(&acts);
-    let acts = reply(
-        &mut e,
+    let mut state = execution(job, "IN_PROGRESS", version, ours("echo"));
+    state["statusDetails"] = details;
+    reply(
+        e,
         2,
-        &format!("{P}old/get/accepted"),
-        json!({"clientToken": token(&d), "execution": execution("old", "IN_PROGRESS", 2, ours("echo"))}),
-    );
+        &format!("{P}{job}/get/accepted"),
+        json!({"clientToken": token(&d), "execution": state}),
+    )
+}
+
+#[test]
+fn an_in_progress_job_is_reported_interrupted_only_when_the_journal_holds_it() {
+    let mut e = engine(0);
+    let interrupted = JobOutcome {
+        status: JobStatus::Failed,
+        status_details: [(
+            "reason".to_owned(),
+            "interrupted: the handler stopped".to_owned(),
+        )]
+        .into(),
+    };
+    recover(&mut e, "old", 1, interrupted);
+    let acts = find_in_progress(&mut e, "old", 2, json!({"step": "1/2"}));
     let (topic, update) = published(&acts);
     assert_eq!(topic, format!("{P}old/update"));
     assert_eq!(update["status"], "FAILED");
@@ -541,6 +571,264 @@ fn our_in_progress_job_found_at_start_is_reported_failed() {
         .as_str()
         .unwrap()
         .contains("interrupted"));
+    // Without a journal entry it was started elsewhere (another instance on this thing): left
+    // alone, never reported.
+    let mut e = engine(0);
+    let acts = find_in_progress(&mut e, "theirs", 2, json!({"startedBy": "ggjh-other-1"}));
+    assert!(acts.is_empty(), "{acts:?}");
+    assert!(!e.busy());
+    assert_eq!(e.next_deadline(), None);
+}
+
+/// Describes and starts one queued job; returns the start request (unanswered).
+fn send_start(e: &mut Engine, job: &str) -> Value {
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "queuedJobs": [{"jobId": job, "executionNumber": 1, "versionNumber": 1}]}),
+    );
+    let (_, d) = published(&acts);
+    let acts = reply(
+        e,
+        2,
+        &format!("{P}{job}/get/accepted"),
+        json!({"clientToken": token(&d), "execution": execution(job, "QUEUED", 1, ours("echo"))}),
+    );
+    // Journal before the start goes out.
+    assert!(
+        matches!(&acts[..], [Action::Record(Record::Starting { job_id, .. }), Action::Publish { .. }] if job_id == job),
+        "{acts:?}"
+    );
+    let (_, start) = published(&acts);
+    assert_eq!(
+        start["statusDetails"][START_MARKER_KEY],
+        start_marker(&acts)
+    );
+    start
+}
+
+fn start_marker(actions: &[Action]) -> String {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Record(Record::Starting { marker, .. }) => Some(marker.clone()),
+            _ => None,
+        })
+        .expect("a Starting record")
+}
+
+fn runs(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Run(_)))
+        .count()
+}
+
+/// Lets the start time out and be sent again; returns the second attempt.
+fn start_retried(e: &mut Engine, first: &Value) -> Value {
+    let timeout = e.next_deadline().unwrap();
+    assert!(e.handle(timeout, Input::Tick).is_empty());
+    let at = e.next_deadline().unwrap();
+    let (topic, again) = published(&e.handle(at, Input::Tick));
+    assert!(topic.ends_with("/update"));
+    assert_ne!(token(first), token(&again));
+    assert_eq!(
+        again["statusDetails"], first["statusDetails"],
+        "one marker for every attempt"
+    );
+    again
+}
+
+#[test]
+fn a_lost_start_answer_then_version_mismatch_runs_the_job_instead_of_failing_it() {
+    let mut e = engine(0);
+    let first = send_start(&mut e, "j");
+    let again = start_retried(&mut e, &first);
+    // The first attempt went through (version 2, our marker); the second is refused.
+    let acts = reply(
+        &mut e,
+        30_000,
+        &format!("{P}j/update/rejected"),
+        json!({"clientToken": token(&again), "code": "VersionMismatch",
+               "executionState": {"status": "IN_PROGRESS", "versionNumber": 2, "statusDetails": first["statusDetails"]}}),
+    );
+    assert_eq!(runs(&acts), 1, "{acts:?}");
+    assert!(
+        acts.iter().all(|a| !matches!(a, Action::Publish { .. })),
+        "nothing reported: {acts:?}"
+    );
+    // The result then goes with the version the start produced.
+    let update = finish(&mut e, 40_000, "j", JobStatus::Succeeded);
+    assert_eq!(
+        (
+            update["status"].as_str(),
+            update["expectedVersion"].as_i64()
+        ),
+        (Some("SUCCEEDED"), Some(2))
+    );
+}
+
+#[test]
+fn a_version_mismatch_without_state_rereads_and_finds_our_start() {
+    let mut e = engine(0);
+    let first = send_start(&mut e, "j");
+    let again = start_retried(&mut e, &first);
+    let acts = reply(
+        &mut e,
+        30_000,
+        &format!("{P}j/update/rejected"),
+        json!({"clientToken": token(&again), "code": "VersionMismatch"}),
+    );
+    let (topic, d) = published(&acts);
+    assert_eq!(topic, format!("{P}j/get"));
+    let mut state = execution("j", "IN_PROGRESS", 2, ours("echo"));
+    state["statusDetails"] = first["statusDetails"].clone();
+    let acts = reply(
+        &mut e,
+        30_001,
+        &format!("{P}j/get/accepted"),
+        json!({"clientToken": token(&d), "execution": state}),
+    );
+    assert_eq!(runs(&acts), 1, "{acts:?}");
+    assert!(
+        acts.iter().all(|a| !matches!(a, Action::Publish { .. })),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn a_late_acceptance_of_an_earlier_start_attempt_counts() {
+    let mut e = engine(0);
+    let first = send_start(&mut e, "j");
+    let again = start_retried(&mut e, &first);
+    let acts = reply(
+        &mut e,
+        30_000,
+        &format!("{P}j/update/accepted"),
+        json!({"clientToken": token(&first), "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}}),
+    );
+    assert_eq!(runs(&acts), 1, "{acts:?}");
+    // The answer to the second attempt changes nothing, and nothing is retried.
+    let acts = reply(
+        &mut e,
+        30_001,
+        &format!("{P}j/update/rejected"),
+        json!({"clientToken": token(&again), "code": "VersionMismatch",
+               "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}}),
+    );
+    assert!(acts.is_empty(), "{acts:?}");
+    assert_eq!(e.next_deadline(), None);
+    assert!(e.busy());
+}
+
+#[test]
+fn two_instances_on_one_thing_never_fail_each_others_jobs() {
+    let (mut a, mut b) = (
+        Engine::new(EngineConfig::new(THING), 1),
+        Engine::new(EngineConfig::new(THING), 2),
+    );
+    for e in [&mut a, &mut b] {
+        let mut c = EngineConfig::new(THING);
+        c.max_jitter = Duration::ZERO;
+        e.reconfigure(0, c);
+    }
+    let start_a = send_start(&mut a, "j");
+    let start_b = send_start(&mut b, "j");
+    // A wins; B's start is refused with the state A's start produced.
+    let acts = reply(
+        &mut a,
+        3,
+        &format!("{P}j/update/accepted"),
+        json!({"clientToken": token(&start_a), "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}}),
+    );
+    assert_eq!(runs(&acts), 1);
+    let state = json!({"status": "IN_PROGRESS", "versionNumber": 2, "statusDetails": start_a["statusDetails"]});
+    let acts = reply(
+        &mut b,
+        3,
+        &format!("{P}j/update/rejected"),
+        json!({"clientToken": token(&start_b), "code": "VersionMismatch", "executionState": state}),
+    );
+    let (topic, d) = published(&acts);
+    assert_eq!(topic, format!("{P}j/get"));
+    let mut seen = execution("j", "IN_PROGRESS", 2, ours("echo"));
+    seen["statusDetails"] = start_a["statusDetails"].clone();
+    let acts = reply(
+        &mut b,
+        4,
+        &format!("{P}j/get/accepted"),
+        json!({"clientToken": token(&d), "execution": seen}),
+    );
+    assert!(
+        acts.iter().all(
+            |a| !matches!(a, Action::Publish { topic, .. } if topic.ends_with("j/update"))
+                && !matches!(a, Action::Run(_))
+        ),
+        "B neither runs nor reports A's job: {acts:?}"
+    );
+    // B's starting record is released.
+    assert_eq!(forgets(&acts), ["j"]);
+    assert!(!b.busy());
+}
+
+#[test]
+fn after_a_restart_a_start_the_journal_holds_runs_when_the_cloud_shows_it() {
+    let mut e = engine(0);
+    let acts = e.handle(
+        0,
+        Input::Recovered {
+            job_id: "j",
+            execution_number: 1,
+            recovery: Recovered::NotStarted {
+                marker: "ggjh-earlier-7".into(),
+            },
+        },
+    );
+    assert!(acts.is_empty());
+    let acts = find_in_progress(&mut e, "j", 2, json!({"startedBy": "ggjh-earlier-7"}));
+    assert_eq!(runs(&acts), 1, "{acts:?}");
+    // Another marker: not our start; left alone.
+    let mut e = engine(0);
+    e.handle(
+        0,
+        Input::Recovered {
+            job_id: "j",
+            execution_number: 1,
+            recovery: Recovered::NotStarted {
+                marker: "ggjh-earlier-7".into(),
+            },
+        },
+    );
+    let acts = find_in_progress(&mut e, "j", 2, json!({"startedBy": "ggjh-someone-1"}));
+    assert_eq!(forgets(&acts), ["j"], "{acts:?}");
+    assert!(
+        acts.iter().all(|a| matches!(a, Action::Forget { .. })),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn the_result_is_journaled_before_it_is_reported() {
+    let mut e = engine(0);
+    run_one(&mut e, "job1");
+    let outcome = JobOutcome {
+        status: JobStatus::Succeeded,
+        status_details: [("result".to_owned(), "5".to_owned())].into(),
+    };
+    let acts = e.handle(
+        10,
+        Input::JobFinished {
+            job_id: "job1",
+            execution_number: 1,
+            outcome: outcome.clone(),
+        },
+    );
+    assert!(
+        matches!(&acts[..], [Action::Record(Record::Finished { job_id, outcome: o, .. }), Action::Publish { .. }] if job_id == "job1" && *o == outcome),
+        "{acts:?}"
+    );
 }
 
 #[test]
@@ -674,8 +962,9 @@ fn journal_outcomes_are_reported_for_interrupted_jobs_and_settled_ones_forgotten
         status: JobStatus::Succeeded,
         status_details: [("reboot".to_owned(), "completed".to_owned())].into(),
     };
-    e.recovered("reboot-job", 1, rebooted);
-    e.recovered(
+    recover(&mut e, "reboot-job", 1, rebooted);
+    recover(
+        &mut e,
         "gone-job",
         4,
         JobOutcome {
@@ -977,4 +1266,370 @@ fn every_rejection_code_on_a_result_has_a_defined_reaction() {
             }
         }
     }
+}
+
+/// Starts every job in `jobs` (concurrency permitting), answering describes and starts.
+fn run_many(e: &mut Engine, jobs: &[&str]) -> Vec<Action> {
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let queued: Vec<Value> = jobs
+        .iter()
+        .map(|j| json!({"jobId": j, "executionNumber": 1, "versionNumber": 1}))
+        .collect();
+    let mut pending: VecDeque<Action> = reply(
+        e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "queuedJobs": queued}),
+    )
+    .into();
+    let mut all = Vec::new();
+    while let Some(action) = pending.pop_front() {
+        all.push(action.clone());
+        let Action::Publish { topic, payload } = action else {
+            continue;
+        };
+        let body: Value = serde_json::from_slice(&payload).unwrap();
+        let job = topic
+            .trim_start_matches(P)
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let acts = if topic.ends_with("/get") {
+            reply(
+                e,
+                2,
+                &format!("{topic}/accepted"),
+                json!({"clientToken": token(&body), "execution": execution(&job, "QUEUED", 1, ours("echo"))}),
+            )
+        } else if topic.ends_with("/update") {
+            reply(
+                e,
+                2,
+                &format!("{topic}/accepted"),
+                json!({"clientToken": token(&body), "executionState": {"status": "IN_PROGRESS", "versionNumber": 2}}),
+            )
+        } else {
+            Vec::new()
+        };
+        pending.extend(acts);
+    }
+    all
+}
+
+/// Eight running jobs are checked at once; every check times out at the same moment.
+fn simultaneous_timeouts(seed: u64) -> Vec<Action> {
+    let mut config = EngineConfig::new(THING);
+    config.max_jitter = Duration::ZERO;
+    config.max_concurrent_jobs = 8;
+    config.base_backoff = Duration::from_millis(1);
+    let mut e = Engine::new(config, seed);
+    let jobs = ["j1", "j2", "j3", "j4", "j5", "j6", "j7", "j8"];
+    let mut all = run_many(&mut e, &jobs);
+    assert_eq!(
+        all.iter().filter(|a| matches!(a, Action::Run(_))).count(),
+        8
+    );
+    all.extend(reply(
+        &mut e,
+        10,
+        &format!("{P}notify-next"),
+        json!({"timestamp": 10}),
+    ));
+    let timeout = e.next_deadline().unwrap();
+    all.extend(e.handle(timeout, Input::Tick));
+    let retry = e.next_deadline().unwrap();
+    all.extend(e.handle(retry, Input::Tick));
+    all
+}
+
+fn described(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish { topic, .. }
+                if topic.ends_with("/get") && topic != &format!("{P}get") =>
+            {
+                Some(
+                    topic
+                        .trim_start_matches(P)
+                        .trim_end_matches("/get")
+                        .to_owned(),
+                )
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn simultaneous_timeouts_retry_in_the_order_the_requests_were_sent() {
+    let first = simultaneous_timeouts(11);
+    assert_eq!(first, simultaneous_timeouts(11), "same seed, same actions");
+    let checks = described(&first);
+    // 8 describes while starting, 8 checks, 8 retried checks.
+    let retried = &checks[checks.len() - 8..];
+    assert_eq!(retried, &checks[checks.len() - 16..checks.len() - 8]);
+    assert_eq!(retried, ["j1", "j2", "j3", "j4", "j5", "j6", "j7", "j8"]);
+}
+
+#[test]
+fn settled_journal_entries_are_forgotten_in_a_defined_order() {
+    let mut e = engine(0);
+    let names: Vec<String> = (0..20)
+        .map(|i| format!("old-{:02}", (i * 7) % 20))
+        .collect();
+    for name in &names {
+        recover(
+            &mut e,
+            name,
+            1,
+            JobOutcome {
+                status: JobStatus::Failed,
+                status_details: StatusDetails::new(),
+            },
+        );
+    }
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get)}),
+    );
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(forgets(&acts), sorted);
+}
+
+/// A describe answer for `job` whose document is `{<members>, "deep": [[[...]]]}`, nested far
+/// deeper than the JSON parser's recursion limit.
+fn deep_describe(token: &str, job: &str, members: &str) -> Vec<u8> {
+    let deep = format!("{}1{}", "[".repeat(130), "]".repeat(130));
+    format!(
+        r#"{{"clientToken": "{token}", "execution": {{"jobId": "{job}", "status": "QUEUED", "versionNumber": 1, "executionNumber": 1, "jobDocument": {{{members}, "deep": {deep}}}}}}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn an_undecodable_document_that_may_be_ours_is_rejected_and_a_foreign_one_left_alone() {
+    let mut e = engine(0);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    let acts = reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get), "queuedJobs": [
+            {"jobId": "deploy", "executionNumber": 1, "versionNumber": 1},
+            {"jobId": "deep", "executionNumber": 1, "versionNumber": 1}]}),
+    );
+    let (_, d1) = published(&acts);
+    let topic = format!("{P}deploy/get/accepted");
+    let body = deep_describe(&token(&d1), "deploy", r#""deploymentId": "d1""#);
+    let acts = e.handle(2, msg(&topic, &body));
+    // The foreign one is skipped: the next candidate is described, nothing is updated.
+    let (topic, d2) = published(&acts);
+    assert_eq!(topic, format!("{P}deep/get"));
+    let body = deep_describe(&token(&d2), "deep", r#""operation": "echo""#);
+    let acts = e.handle(3, msg(&format!("{P}deep/get/accepted"), &body));
+    let (topic, update) = published(&acts);
+    assert_eq!(topic, format!("{P}deep/update"));
+    assert_eq!(update["status"], "REJECTED");
+    assert_eq!(update["expectedVersion"], 1);
+    let reason = update["statusDetails"]["reason"].as_str().unwrap();
+    assert!(reason.contains("cannot be parsed"), "{reason}");
+}
+
+/// A scripted Jobs service for one thing: `jobs` queued (documents of ours), every request
+/// answered RequestThrottled until `throttle` answers have been given. Returns the time of
+/// the last throttled answer and the time each job was run.
+fn throttling_storm(config: EngineConfig, jobs: usize, throttle: usize) -> (Millis, Vec<Millis>) {
+    let mut e = Engine::new(config, 5);
+    let mut versions: BTreeMap<String, (String, i64)> = (0..jobs)
+        .map(|i| (format!("job{i}"), ("QUEUED".to_owned(), 1)))
+        .collect();
+    let mut throttled = 0;
+    let mut recovered_at = 0;
+    let mut runs = Vec::new();
+    let mut now = 0;
+    let mut pending: VecDeque<Action> = e.handle(now, Input::Started).into();
+    for _ in 0..100_000 {
+        let Some(action) = pending.pop_front() else {
+            match e.next_deadline() {
+                Some(at) => {
+                    now = now.max(at);
+                    pending.extend(e.handle(now, Input::Tick));
+                    continue;
+                }
+                None => break,
+            }
+        };
+        let (topic, payload) = match action {
+            Action::Publish { topic, payload } => (topic, payload),
+            Action::Run(run) => {
+                runs.push(now);
+                let outcome = JobOutcome {
+                    status: JobStatus::Succeeded,
+                    status_details: StatusDetails::new(),
+                };
+                pending.extend(e.handle(
+                    now,
+                    Input::JobFinished {
+                        job_id: &run.job_id,
+                        execution_number: 1,
+                        outcome,
+                    },
+                ));
+                continue;
+            }
+            _ => continue,
+        };
+        let body: Value = serde_json::from_slice(&payload).unwrap();
+        let t = token(&body);
+        if throttled < throttle {
+            throttled += 1;
+            recovered_at = now;
+            let answer = json!({"clientToken": t, "code": "RequestThrottled", "message": "rate"});
+            pending.extend(reply(&mut e, now, &format!("{topic}/rejected"), answer));
+            continue;
+        }
+        let rest = topic.trim_start_matches(P);
+        let answer = if rest == "get" {
+            let queued: Vec<Value> = versions
+                .iter()
+                .filter(|(_, (s, _))| s == "QUEUED" || s == "IN_PROGRESS")
+                .map(|(j, (_, v))| json!({"jobId": j, "executionNumber": 1, "versionNumber": v}))
+                .collect();
+            (
+                format!("{topic}/accepted"),
+                json!({"clientToken": t, "queuedJobs": queued}),
+            )
+        } else {
+            let job = rest.split('/').next().unwrap().to_owned();
+            let (status, version) = versions[&job].clone();
+            if rest.ends_with("/get") {
+                (
+                    format!("{topic}/accepted"),
+                    json!({"clientToken": t, "execution": execution(&job, &status, version, ours("echo"))}),
+                )
+            } else {
+                let next = body["status"].as_str().unwrap().to_owned();
+                versions.insert(job, (next.clone(), version + 1));
+                (
+                    format!("{topic}/accepted"),
+                    json!({"clientToken": t, "executionState": {"status": next, "versionNumber": version + 1}}),
+                )
+            }
+        };
+        pending.extend(reply(&mut e, now, &answer.0, answer.1));
+    }
+    (recovered_at, runs)
+}
+
+#[test]
+fn after_a_throttling_storm_queued_jobs_start_within_a_minute_of_recovery() {
+    // The production defaults: no-response back-off up to 300 s, throttling back-off 30 s.
+    let (recovered_at, runs) = throttling_storm(EngineConfig::new(THING), 5, 20);
+    assert_eq!(runs.len(), 5, "{runs:?}");
+    for run in &runs {
+        assert!(
+            *run <= recovered_at + 60_000,
+            "job run at {run} ms, service recovered at {recovered_at} ms"
+        );
+    }
+    // The storm itself was not hammered: 20 answers took at least a few minutes.
+    assert!(recovered_at >= 60_000, "{recovered_at}");
+}
+
+/// Log lines written while `f` runs.
+fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    (result, text)
+}
+
+#[test]
+fn a_full_list_of_foreign_jobs_is_warned_about() {
+    const HIDDEN: &str = "all of them are foreign";
+    let deployments: Vec<Value> = (0..10)
+        .map(|i| json!({"jobId": format!("deploy-{i}"), "executionNumber": 1, "versionNumber": 1}))
+        .collect();
+    let walk = |e: &mut Engine, list: &[Value]| {
+        let (_, get) = published(&e.handle(0, Input::Started));
+        let mut acts = reply(
+            e,
+            1,
+            &format!("{P}get/accepted"),
+            json!({"clientToken": token(&get), "queuedJobs": list}),
+        );
+        while let Some(Action::Publish { topic, payload }) = acts.first().cloned() {
+            let body: Value = serde_json::from_slice(&payload).unwrap();
+            let job = topic
+                .trim_start_matches(P)
+                .trim_end_matches("/get")
+                .to_owned();
+            let doc = json!({"deploymentId": job});
+            acts = reply(
+                e,
+                2,
+                &format!("{topic}/accepted"),
+                json!({"clientToken": token(&body), "execution": execution(&job, "QUEUED", 1, doc)}),
+            );
+        }
+    };
+    let (_, logs) = logs_of(|| walk(&mut engine(0), &deployments));
+    assert!(logs.contains(HIDDEN), "{logs}");
+    // Nine foreign jobs: the list is not full, nothing can hide behind them.
+    let (_, logs) = logs_of(|| walk(&mut engine(0), &deployments[..9]));
+    assert!(!logs.contains(HIDDEN), "{logs}");
+    // notify lists at most 10 as well.
+    let mut e = engine(0);
+    walk(&mut e, &deployments);
+    let notify = json!({"timestamp": 3, "jobs": {"QUEUED": deployments}});
+    let (_, logs) = logs_of(|| reply(&mut e, 3, &format!("{P}notify"), notify));
+    assert!(logs.contains(HIDDEN), "{logs}");
+}
+
+#[test]
+fn a_connected_status_queries_like_a_reconnect_message() {
+    let mut e = engine(3000);
+    assert!(e
+        .handle(0, Input::IotConnection { connected: false })
+        .is_empty());
+    assert_eq!(e.next_deadline(), None, "disconnected: nothing to do");
+    for t in 0..3 {
+        assert!(e
+            .handle(t, Input::IotConnection { connected: true })
+            .is_empty());
+        assert!(e.handle(t, msg("reconnect/dev-1", b"{}")).is_empty());
+    }
+    let at = e.next_deadline().expect("a jittered query");
+    assert!(at <= 3000, "{at}");
+    let mut publishes = Vec::new();
+    for t in 0..=3000 {
+        publishes.extend(e.handle(t, Input::Tick));
+    }
+    assert_eq!(
+        published(&publishes).0,
+        format!("{P}get"),
+        "one query for the burst"
+    );
 }
