@@ -4,7 +4,7 @@
 //! their work takes, and when the engine wants to be woken. Must not know: the world, the event
 //! queue or other devices (the simulation carries messages and time).
 
-use crate::jobs::engine::{Action, Engine, EngineConfig, Input, JobOutcome};
+use crate::jobs::engine::{Action, Engine, EngineConfig, Input, JobOutcome, Record};
 use crate::jobs::messages::{JobStatus, StatusDetails};
 use crate::topic;
 use std::collections::BTreeMap;
@@ -52,6 +52,8 @@ pub struct Device {
     tick_at: Option<u64>,
     /// Jobs whose work ran to the end, in order.
     completed: Vec<(String, i64)>,
+    /// What the shell journaled, in order.
+    journal: Vec<Record>,
 }
 
 impl Device {
@@ -67,6 +69,7 @@ impl Device {
             running: BTreeMap::new(),
             tick_at: None,
             completed: Vec::new(),
+            journal: Vec::new(),
         }
     }
 
@@ -81,6 +84,11 @@ impl Device {
     /// Jobs whose work ran to the end on this device.
     pub fn completed(&self) -> &[(String, i64)] {
         &self.completed
+    }
+
+    /// What the shell journaled, in order.
+    pub fn journal(&self) -> &[Record] {
+        &self.journal
     }
 
     /// Whether the engine has nothing in flight and nothing scheduled.
@@ -183,6 +191,8 @@ impl Device {
                     }
                 }
                 Action::Forget { .. } => {}
+                // The shell writes these to its journal before it sends what follows.
+                Action::Record(record) => self.journal.push(record),
             }
         }
         out
