@@ -7,8 +7,10 @@
 //! Must not know: IPC frames or sessions.
 
 pub mod iot_core;
+pub mod job_templates;
 pub mod jobs_service;
 pub mod rules;
+pub mod s3;
 
 use super::nucleus::bus::TopicBus;
 use crate::clock::epoch_ms;
