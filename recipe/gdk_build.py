@@ -7,7 +7,9 @@ emulator, no HTTP server, no CLI parser) per architecture, places them where `gd
 publish` looks (greengrass-build/artifacts/<name>/<version>/greengrass-jobs-handler-<arch>) and
 writes greengrass-build/recipes/recipe.yaml (publish re-reads the file of the same name as the
 project's recipe.yaml) with the name, version and author filled in and one manifest per
-architecture built.
+architecture built. The shell handlers of handlers/ go into handlers.zip (files at the zip root,
+mode 0755, fixed timestamps so that the same sources give the same archive); the recipe
+unarchives it and its install step copies each handler into the handler directory.
 
 Environment:
   GGJH_TARGETS            "triple=arch ..." (default: TARGETS); every target named here must build
@@ -30,6 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BINARY = "greengrass-jobs-handler"
@@ -77,6 +80,17 @@ def build(triple, target_dir):
     return target_dir / triple.split(".")[0] / "release" / BINARY
 
 
+def zip_handlers(artifacts):
+    dest = artifacts / "handlers.zip"
+    with zipfile.ZipFile(dest, "w") as archive:
+        for path in sorted((ROOT / "handlers").glob("*.sh")):
+            info = zipfile.ZipInfo(path.name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o100755 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    print(f"artifact {dest.relative_to(ROOT)}: {dest.stat().st_size} bytes", flush=True)
+
+
 def render(template, name, version, author, arches):
     text = template.replace("{COMPONENT_NAME}", name)
     text = text.replace("{COMPONENT_VERSION}", version).replace("{COMPONENT_AUTHOR}", author)
@@ -121,6 +135,7 @@ def main():
         dest.chmod(0o755)
         arches.append(arch)
         print(f"artifact {dest.relative_to(ROOT)}: {dest.stat().st_size} bytes", flush=True)
+    zip_handlers(artifacts)
     template = (ROOT / "recipe.yaml").read_text()
     (out / "recipes" / "recipe.yaml").write_text(render(template, name, version, author, arches))
     print(f"built {name} {version} for {', '.join(arches)} into greengrass-build/")

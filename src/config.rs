@@ -7,6 +7,7 @@
 
 use crate::exec::bridge::BridgeConfig;
 use crate::exec::job_executor::ExecSettings;
+use crate::exec::permissions::Permissions;
 use crate::exec::steps::Limits;
 use crate::jobs::engine::EngineConfig;
 use serde_json::Value;
@@ -35,6 +36,10 @@ pub const CONFIGURATION_KEYS: &[&str] = &[
     "journalPath",
     "logLevel",
     "logFormat",
+    "runAsUsers",
+    "runCommandAllowList",
+    "handlerPath",
+    "downloadRoots",
 ];
 
 /// Environment variable the nucleus sets to the core device's thing name.
@@ -53,8 +58,12 @@ pub struct Settings {
     pub log_format: String,
 }
 
-/// PATH given to handler processes (nothing else of the component's environment is passed).
+/// PATH given to handler processes unless `handlerPath` says otherwise (nothing else of the
+/// component's environment is passed).
 pub const HANDLER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Environment variable that tells handlers where they may write downloaded files: the
+/// `downloadRoots` setting as absolute paths joined by `:`.
+pub const ENV_DOWNLOAD_ROOTS: &str = "GGJH_DOWNLOAD_ROOTS";
 
 /// Why the component cannot run at all.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +122,39 @@ fn string_list(config: &Value, key: &str) -> Option<Vec<String>> {
     }
 }
 
+/// Absolute, `..`-free paths from a list setting; relative entries are taken from the work
+/// directory. Anything else is logged and dropped.
+fn absolute_paths(
+    config: &Value,
+    key: &str,
+    default: &[&str],
+    allow_relative: bool,
+) -> Vec<PathBuf> {
+    let listed = string_list(config, key)
+        .unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect());
+    let work = std::env::current_dir().ok();
+    listed
+        .into_iter()
+        .filter_map(|entry| {
+            let path = PathBuf::from(&entry);
+            let clean = !entry.is_empty()
+                && !entry.contains(':')
+                && path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::RootDir));
+            let path = match (clean, path.is_absolute(), &work) {
+                (true, true, _) => Some(path),
+                (true, false, Some(w)) if allow_relative => Some(w.join(path)),
+                _ => None,
+            };
+            if path.is_none() {
+                tracing::error!(key, %entry, "not an absolute path without \"..\" or \":\"; ignored");
+            }
+            path
+        })
+        .collect()
+}
+
 /// Resolves settings from the component configuration and the thing name from the nucleus.
 pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings, ConfigError> {
     let thing_name = text(config, "thingName")
@@ -159,12 +201,37 @@ pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings
             step_timeout: secs("stepTimeoutSeconds", 3600, 7 * 86_400),
             job_timeout: secs("jobTimeoutSeconds", 6 * 3600, 7 * 86_400),
             env: vec![
-                ("PATH".to_owned(), HANDLER_PATH.to_owned()),
+                (
+                    "PATH".to_owned(),
+                    text(config, "handlerPath").unwrap_or_else(|| HANDLER_PATH.to_owned()),
+                ),
                 ("AWS_IOT_THING_NAME".to_owned(), thing_name.clone()),
+                (
+                    ENV_DOWNLOAD_ROOTS.to_owned(),
+                    absolute_paths(config, "downloadRoots", &["downloads"], true)
+                        .iter()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                ),
             ],
         },
         reboot_command: string_list(config, "rebootCommand"),
         reboot_wait: secs("rebootWaitSeconds", 300, 3600),
+        permissions: Permissions {
+            run_as_users: string_list(config, "runAsUsers")
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|u| {
+                    let ok = crate::jobs::document::check_user_name(u).is_ok();
+                    if !ok {
+                        tracing::error!(key = "runAsUsers", user = %u, "not a valid user name; ignored");
+                    }
+                    ok
+                })
+                .collect(),
+            run_command_allow_list: absolute_paths(config, "runCommandAllowList", &[], false),
+        },
     };
     let workers = string_list(config, "workerOperations").unwrap_or_default();
     let bridge = (!workers.is_empty()).then(|| BridgeConfig {
@@ -226,6 +293,24 @@ mod tests {
         assert_eq!(s.engine.max_jitter, EngineConfig::new("t").max_jitter);
         assert_eq!(s.engine.reconnect_topic, "reconnect/t");
         assert!(settings(&json!({}), None).is_err());
+        let s = settings(
+            &json!({"runCommandAllowList": ["/usr/bin/uptime", "uptime", "/usr/../bin/rm", "/a:b"],
+                    "runAsUsers": ["svc", "bad user"], "downloadRoots": ["/data/in", "../up"]}),
+            Some("t"),
+        )
+        .unwrap();
+        assert_eq!(
+            s.exec.permissions.run_command_allow_list,
+            vec![PathBuf::from("/usr/bin/uptime")]
+        );
+        assert_eq!(s.exec.permissions.run_as_users, vec!["svc".to_owned()]);
+        let roots = s
+            .exec
+            .limits
+            .env
+            .iter()
+            .find(|(k, _)| k == ENV_DOWNLOAD_ROOTS);
+        assert_eq!(roots.map(|(_, v)| v.as_str()), Some("/data/in"));
         assert!(settings(&json!({"thingName": "{iot:thingName}"}), None).is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! compact form's operation handlers, the environment handlers get, and refused handlers.
 
 use greengrass_jobs_handler::exec::job_executor::{ExecSettings, JobExecutor};
+use greengrass_jobs_handler::exec::permissions::Permissions;
 use greengrass_jobs_handler::exec::steps::Limits;
 use greengrass_jobs_handler::exec::{Executor, Progress, RunContext};
 use greengrass_jobs_handler::jobs::document::{classify, Ownership};
@@ -36,6 +37,15 @@ fn handlers(scripts: &[(&str, &str)]) -> Dir {
 }
 
 fn executor(dir: &Path, step_timeout: Duration) -> JobExecutor {
+    executor_with(dir, step_timeout, Permissions::default(), None)
+}
+
+fn executor_with(
+    dir: &Path,
+    step_timeout: Duration,
+    permissions: Permissions,
+    reboot_command: Option<Vec<String>>,
+) -> JobExecutor {
     JobExecutor::new(
         ExecSettings {
             handler_dir: Some(dir.to_owned()),
@@ -47,8 +57,9 @@ fn executor(dir: &Path, step_timeout: Duration) -> JobExecutor {
                     ("AWS_IOT_THING_NAME".into(), "t".into()),
                 ],
             },
-            reboot_command: None,
+            reboot_command,
             reboot_wait: Duration::from_secs(1),
+            permissions,
         },
         None,
     )
@@ -95,7 +106,7 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test]
 async fn steps_succeed_with_stdout_and_args_as_argv() {
-    let d = handlers(&[("greet.sh", r#"echo "hello $1|$2""#)]);
+    let d = handlers(&[("greet.sh", r#"echo "hello [$1] $2|$3""#)]);
     let mut doc = steps(json!([handler_step(
         "greet",
         "greet.sh",
@@ -105,7 +116,8 @@ async fn steps_succeed_with_stdout_and_args_as_argv() {
     let o = run(&d, doc).await;
     assert_eq!(o.status, JobStatus::Succeeded, "{o:?}");
     // Arguments are argv entries: no shell ever interprets them.
-    assert_eq!(o.status_details["stdout"], "hello big world|$(rm -rf /)");
+    // argv[1] is the step's runAsUser (empty: unset), as in the Device Client.
+    assert_eq!(o.status_details["stdout"], "hello [] big world|$(rm -rf /)");
     assert_eq!(o.status_details["steps"], "1 of 1 succeeded");
 }
 
@@ -361,6 +373,104 @@ async fn assert_all_dead(pids: &[i32]) {
     );
 }
 
+async fn run_with(ex: &JobExecutor, doc: Value) -> JobOutcome {
+    let (_tx, rx) = watch::channel(false);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        ex.run(job(doc), RunContext::detached(rx)),
+    )
+    .await
+    .expect("job finished")
+}
+
+/// A handler written for the Device Client: the user comes first, the arguments after it.
+const DEVICE_CLIENT_HANDLER: &str = r#"user=$1; shift
+printf 'user=[%s] n=%s' "$user" "$#"
+for a in "$@"; do printf ' <%s>' "$a"; done
+echo"#;
+
+#[tokio::test]
+async fn device_client_handlers_get_the_user_first_and_their_arguments_unshifted() {
+    let d = handlers(&[("dc.sh", DEVICE_CLIENT_HANDLER)]);
+    let mut doc = steps(json!([handler_step(
+        "install",
+        "dc.sh",
+        &["lftp dos2unix", "second"]
+    )]));
+    doc["includeStdOut"] = json!(true);
+    let o = run(&d, doc.clone()).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{o:?}");
+    assert_eq!(
+        o.status_details["stdout"],
+        "user=[] n=2 <lftp dos2unix> <second>"
+    );
+    // The component's own user, named: runs as it, and the handler is told.
+    let me = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let out = std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        });
+    doc["steps"][0]["action"]["runAsUser"] = json!(me);
+    let o = run(&d, doc).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{o:?}");
+    assert_eq!(
+        o.status_details["stdout"],
+        format!("user=[{me}] n=2 <lftp dos2unix> <second>")
+    );
+}
+
+fn uid() -> u32 {
+    let out = std::process::Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn run_as_user_needs_the_allow_list_and_root() {
+    let d = handlers(&[("who.sh", r#"echo "$(id -u) $(id -g) for [$1]""#)]);
+    // The test's temp dir is private; the other user must be able to reach the handler.
+    fs::set_permissions(d.root.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
+    let mut step = handler_step("who", "who.sh", &[]);
+    step["action"]["runAsUser"] = json!("nobody");
+    let mut doc = steps(json!([step]));
+    doc["includeStdOut"] = json!(true);
+    // Not in runAsUsers: refused, whoever the component runs as.
+    let o = run(&d, doc.clone()).await;
+    assert_eq!(o.status, JobStatus::Rejected, "{o:?}");
+    assert!(o.status_details["reason"].contains("runAsUsers"), "{o:?}");
+    let allowed = Permissions {
+        run_as_users: vec!["nobody".into()],
+        ..Permissions::default()
+    };
+    let ex = executor_with(&d.root, Duration::from_secs(30), allowed, None);
+    let o = run_with(&ex, doc).await;
+    if uid() == 0 {
+        // Root may switch: the handler really runs as nobody (uid and group).
+        assert_eq!(o.status, JobStatus::Succeeded, "{o:?}");
+        assert_eq!(o.status_details["stdout"], "65534 65534 for [nobody]");
+    } else {
+        assert_eq!(o.status, JobStatus::Rejected, "{o:?}");
+        assert!(o.status_details["reason"].contains("RequiresPrivilege"));
+    }
+    // A user the device does not have.
+    let mut step = handler_step("who", "who.sh", &[]);
+    step["action"]["runAsUser"] = json!("no-such-user-here");
+    let o = run(&d, steps(json!([step]))).await;
+    assert_eq!(o.status, JobStatus::Rejected);
+    assert!(
+        o.status_details["reason"].contains("does not exist"),
+        "{o:?}"
+    );
+}
+
 #[tokio::test]
 async fn children_that_leave_the_session_die_when_the_job_succeeds() {
     let d = escaping_handler("exit 0");
@@ -399,4 +509,130 @@ async fn children_that_leave_the_session_die_when_the_job_is_canceled() {
         .unwrap();
     assert_eq!(o.status, JobStatus::Failed);
     assert_all_dead(&escaped_pids(&d)).await;
+}
+
+#[tokio::test]
+async fn path_to_handler_may_name_a_subdirectory_but_not_escape() {
+    let d = handlers(&[]);
+    let sub = d.root.join("apps");
+    fs::create_dir(&sub).unwrap();
+    fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(sub.join("in.sh"), "#!/bin/sh\necho in-sub\n").unwrap();
+    fs::set_permissions(sub.join("in.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    let outside = d.root.parent().unwrap().join("in.sh");
+    fs::write(&outside, "#!/bin/sh\ntouch pwned\n").unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o755)).unwrap();
+    let step = |path: &str| {
+        json!({"action": {"name": "s", "type": "runHandler",
+            "input": {"handler": "in.sh", "args": [], "path": path}}})
+    };
+    for ok in ["apps", sub.to_str().unwrap()] {
+        let mut doc = steps(json!([step(ok)]));
+        doc["includeStdOut"] = json!(true);
+        let o = run(&d, doc).await;
+        assert_eq!(o.status, JobStatus::Succeeded, "{ok}: {o:?}");
+        assert_eq!(o.status_details["stdout"], "in-sub");
+    }
+    for escape in [
+        "..",
+        "apps/../..",
+        d.root.parent().unwrap().to_str().unwrap(),
+        "/tmp",
+    ] {
+        let o = run(&d, steps(json!([step(escape)]))).await;
+        assert_eq!(o.status, JobStatus::Rejected, "{escape}: {o:?}");
+    }
+    assert!(!d.root.parent().unwrap().join("pwned").exists());
+}
+
+#[tokio::test]
+async fn run_command_starts_outside_programs_only_from_the_allow_list() {
+    let d = handlers(&[("local.sh", "echo local $1")]);
+    let cmd = |command: &str| {
+        let mut doc = steps(json!([{"action": {"name": "cmd", "type": "runCommand",
+            "input": {"command": command}}}]));
+        doc["includeStdOut"] = json!(true);
+        doc
+    };
+    let o = run(&d, cmd("local.sh,x")).await;
+    assert_eq!(o.status_details["stdout"], "local x", "{o:?}");
+    for refused in ["/bin/echo,hi", "echo,hi", "/bin/sh,-c,touch pwned"] {
+        let o = run(&d, cmd(refused)).await;
+        assert_eq!(o.status, JobStatus::Rejected, "{refused}: {o:?}");
+        assert!(
+            o.status_details["reason"].contains("runCommandAllowList"),
+            "{o:?}"
+        );
+    }
+    let allowed = Permissions {
+        run_command_allow_list: vec!["/bin/echo".into()],
+        ..Permissions::default()
+    };
+    let ex = executor_with(&d.root, Duration::from_secs(30), allowed, None);
+    // No shell: `$(...)` and `;` reach the program as text.
+    let o = run_with(&ex, cmd("/bin/echo,$(id);,a\\,b")).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{o:?}");
+    assert_eq!(o.status_details["stdout"], "$(id); a,b");
+    let o = run_with(&ex, cmd("echo,by name")).await;
+    assert_eq!(o.status_details["stdout"], "by name", "{o:?}");
+    let o = run_with(&ex, cmd("/bin/sh,-c,id")).await;
+    assert_eq!(o.status, JobStatus::Rejected, "{o:?}");
+}
+
+#[tokio::test]
+async fn a_handler_asks_for_the_reboot_with_the_documented_exit_code() {
+    let d = handlers(&[
+        ("reboot-me.sh", r#"exit "$GGJH_REBOOT_EXIT_CODE""#),
+        ("ok.sh", "true"),
+    ]);
+    let marker = d.root.parent().unwrap().join("rebooted");
+    let reboot = vec![
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        format!("touch '{}'", marker.display()),
+    ];
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&progress);
+    let ctx = |rx| RunContext {
+        progress: {
+            let seen = Arc::clone(&seen);
+            Arc::new(move |p| seen.lock().unwrap().push(p))
+        },
+        ..RunContext::detached(rx)
+    };
+    let ex = executor_with(
+        &d.root,
+        Duration::from_secs(30),
+        Permissions::default(),
+        Some(reboot.clone()),
+    );
+    let (_tx, rx) = watch::channel(false);
+    let doc = steps(json!([handler_step("Reboot", "reboot-me.sh", &[])]));
+    let o = ex.run(job(doc.clone()), ctx(rx)).await;
+    // The reboot command ran; the device did not go down within rebootWaitSeconds.
+    assert!(marker.exists(), "the reboot command ran");
+    assert!(progress
+        .lock()
+        .unwrap()
+        .contains(&Progress::RebootRequested));
+    assert_eq!(o.status, JobStatus::Failed);
+    assert!(
+        o.status_details["reason"].contains("did not reboot"),
+        "{o:?}"
+    );
+    // Without rebootCommand the request is REJECTED naming the setting.
+    let o = run(&d, doc).await;
+    assert_eq!(o.status, JobStatus::Rejected, "{o:?}");
+    assert!(o.status_details["reason"].contains("rebootCommand"));
+    // Only the last step may ask.
+    fs::remove_file(&marker).unwrap();
+    let (_tx, rx) = watch::channel(false);
+    let doc = steps(json!([
+        handler_step("Reboot", "reboot-me.sh", &[]),
+        handler_step("after", "ok.sh", &[])
+    ]));
+    let o = ex.run(job(doc), ctx(rx)).await;
+    assert_eq!(o.status, JobStatus::Failed, "{o:?}");
+    assert!(o.status_details["reason"].contains("last step"), "{o:?}");
+    assert!(!marker.exists());
 }

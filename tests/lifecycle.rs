@@ -26,10 +26,11 @@ fn install_script() -> String {
         .map(str::trim)
         .find(|l| l.starts_with("install:"))
         .expect("an install step");
+    // A YAML double-quoted scalar: its only escapes here are \".
     line.trim_start_matches("install:")
         .trim()
         .trim_matches('"')
-        .to_owned()
+        .replace("\\\"", "\"")
 }
 
 /// The run script of the recipe's x86_64 manifest.
@@ -82,14 +83,52 @@ async fn packaged_run_reports_running_logs_plainly_and_stops_on_sigterm() {
     );
     let _server = emulator.serve_ipc(&socket).unwrap();
 
-    // Install, as the nucleus runs it: creates the handler and journal directories.
-    let install = install_script().replace("{work:path}", &work.to_string_lossy());
+    // The unarchived handlers.zip, and a handler of the user's own that must survive.
+    let unarchived = root
+        .path()
+        .join("packages/artifacts-unarchived/GreengrassJobsHandler/0.1.0");
+    std::fs::create_dir_all(unarchived.join("handlers")).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("handlers");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            unarchived.join("handlers").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(work.join("handlers")).unwrap();
+    std::fs::write(work.join("handlers/reboot.sh"), "#!/bin/sh\necho mine\n").unwrap();
+
+    // Install, as the nucleus runs it: creates the handler and journal directories and copies
+    // the shipped handlers that the handler directory lacks.
+    let install = install_script()
+        .replace("{work:path}", &work.to_string_lossy())
+        .replace(
+            "{artifacts:decompressedPath}",
+            &unarchived.to_string_lossy(),
+        );
     let status = std::process::Command::new("sh")
         .args(["-c", &install])
         .current_dir(&work)
         .status()
         .unwrap();
     assert!(status.success());
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let name = entry.unwrap().file_name();
+        let installed = work.join("handlers").join(&name);
+        if name == "reboot.sh" {
+            assert_eq!(
+                std::fs::read_to_string(&installed).unwrap(),
+                "#!/bin/sh\necho mine\n",
+                "a user's own handler is kept"
+            );
+        } else {
+            let mode = std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o755, "{name:?} installed");
+        }
+    }
     for dir in ["handlers", "journal"] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(work.join(dir))

@@ -66,7 +66,17 @@ impl HandlerDirectory {
         check_file_name(name)?;
         let mut dir = self.root.clone();
         if let Some(sub) = subdir {
-            let sub_path = Path::new(sub);
+            // An absolute path (what `pathToHandler` usually holds) may name the directory
+            // through a symlink: compare where it really is.
+            let real_sub;
+            let sub_path = if Path::new(sub).is_absolute() {
+                real_sub = Path::new(sub)
+                    .canonicalize()
+                    .map_err(|e| format!("path {sub:?}: {e}"))?;
+                real_sub.as_path()
+            } else {
+                Path::new(sub)
+            };
             let relative = match sub_path.strip_prefix(&self.root) {
                 Ok(r) => r.to_path_buf(),
                 Err(_) if sub_path.is_absolute() => {
@@ -156,6 +166,11 @@ mod tests {
         assert!(d.resolve(None, "../outside.sh").is_err());
         assert!(d.resolve(Some(".."), "outside.sh").is_err());
         assert!(d.resolve(Some("/tmp"), "x").is_err());
+        // An absolute path into the directory (through a symlink too) is fine.
+        std::os::unix::fs::symlink(&root, t.path().join("alias")).unwrap();
+        let alias = t.path().join("alias").join("sub");
+        assert!(d.resolve(alias.to_str(), "in-sub.sh").is_ok());
+        assert!(d.resolve(root.to_str(), "ok.sh").is_ok());
         assert!(d.resolve(None, "missing.sh").is_err());
         assert!(d.resolve(None, "sub").unwrap_err().contains("regular file"));
     }

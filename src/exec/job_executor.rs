@@ -7,7 +7,8 @@
 
 use super::bridge::Bridge;
 use super::handler_dir::HandlerDirectory;
-use super::steps::{self, Limits};
+use super::permissions::Permissions;
+use super::steps::{self, DocumentEnd, Limits};
 use super::{builtin, failed, rejected, Executor, JobFuture, Progress, RunContext};
 use crate::jobs::document::JobDocument;
 use crate::jobs::engine::{JobOutcome, JobRun};
@@ -23,6 +24,8 @@ pub struct ExecSettings {
     pub reboot_command: Option<Vec<String>>,
     /// How long to wait for the reboot to take the process down before failing the job.
     pub reboot_wait: Duration,
+    /// What Device Client documents may do beyond running handlers as this user.
+    pub permissions: Permissions,
 }
 
 pub struct JobExecutor {
@@ -117,7 +120,21 @@ impl Executor for JobExecutor {
                     }
                 }
                 JobDocument::Steps(doc) => match JobExecutor::handlers(&settings) {
-                    Ok(dir) => steps::run_document(doc, &dir, &settings.limits, &ctx).await,
+                    Ok(dir) => {
+                        let end = steps::run_document(
+                            doc,
+                            &dir,
+                            &settings.limits,
+                            &settings.permissions,
+                            &ctx,
+                        )
+                        .await;
+                        match end {
+                            DocumentEnd::Finished(outcome) => outcome,
+                            // A handler (the shipped reboot.sh) asked for the reboot.
+                            DocumentEnd::RebootRequested => reboot(settings, ctx).await,
+                        }
+                    }
                     Err(e) => failed(format!("handler directory unusable: {e}")),
                 },
             }

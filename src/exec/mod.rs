@@ -13,7 +13,9 @@ pub mod builtin;
 pub mod containment;
 pub mod handler_dir;
 pub mod job_executor;
+pub mod permissions;
 pub mod process;
+pub mod run_as;
 pub mod steps;
 
 use crate::jobs::engine::{JobOutcome, JobRun};

@@ -27,6 +27,8 @@ pub struct ProcessSpec {
     pub env: Vec<(String, String)>,
     pub stdin: Option<Vec<u8>>,
     pub timeout: Duration,
+    /// Another user to run as (`None`: the component's own user).
+    pub identity: Option<super::run_as::Identity>,
 }
 
 /// How the process ended.
@@ -145,6 +147,9 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(identity) = &spec.identity {
+        super::run_as::apply(&mut command, identity);
+    }
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {

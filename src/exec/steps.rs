@@ -2,10 +2,14 @@
 //! executable in the handler directory.
 //!
 //! Owns: step order, `ignoreStepFailure`, `allowStdErr`, `includeStdOut`, `finalStep`, the
-//! per-step and per-job time limits, and turning process results into statusDetails.
-//! Must not know: how a process is spawned (that is [`super::process`]) or the Jobs API.
+//! per-step and per-job time limits, and turning process results into statusDetails; a step's
+//! argv (the Device Client's handler convention: argv\[1\] is the step's `runAsUser`, empty
+//! when unset, then `args`), where a `runCommand` program comes from, and a handler's request
+//! to reboot ([`REBOOT_EXIT_CODE`]). Must not know: how a process is spawned (that is
+//! [`super::process`]), who may run as whom ([`super::permissions`]) or the Jobs API.
 
 use super::handler_dir::HandlerDirectory;
+use super::permissions::Permissions;
 use super::process::{self, Exit, ProcessResult, ProcessSpec};
 use super::{failed, outcome, Progress, RunContext};
 use crate::jobs::document::{Step, StepAction, StepsDocument};
@@ -25,8 +29,26 @@ pub struct Limits {
     pub env: Vec<(String, String)>,
 }
 
+/// The exit code with which a step's handler asks the component to reboot the device (handlers
+/// find it in their environment as [`REBOOT_EXIT_CODE_ENV`]). The component then reboots with
+/// its `rebootCommand`, and reports the job after the reboot.
+pub const REBOOT_EXIT_CODE: i32 = 194;
+/// Environment variable that tells a step's handler [`REBOOT_EXIT_CODE`].
+pub const REBOOT_EXIT_CODE_ENV: &str = "GGJH_REBOOT_EXIT_CODE";
+
+/// How a Device Client document ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocumentEnd {
+    Finished(JobOutcome),
+    /// The document's last step asked for a reboot (exit code [`REBOOT_EXIT_CODE`]) and every
+    /// step before it succeeded: the device is to reboot, and the job counts as SUCCEEDED
+    /// after it.
+    RebootRequested,
+}
+
 enum StepEnd {
     Ok(ProcessResult),
+    RebootRequested,
     Failed {
         reason: String,
         result: Option<ProcessResult>,
@@ -35,30 +57,57 @@ enum StepEnd {
     Stopped,
 }
 
-async fn run_step(
+/// The program and arguments of a step, or why it may not run.
+fn command_line(
     step: &Step,
     dir: &HandlerDirectory,
-    limits: &Limits,
-    remaining: Duration,
-    ctx: &RunContext,
-) -> StepEnd {
-    let (program, args) = match &step.action {
+    permissions: &Permissions,
+) -> Result<(std::path::PathBuf, Vec<String>), String> {
+    match &step.action {
         StepAction::RunHandler {
             handler,
             args,
             path,
-        } => match dir.resolve(path.as_deref(), handler) {
-            Ok(p) => (p, args.clone()),
-            Err(e) => return StepEnd::Refused(e),
-        },
-        StepAction::RunCommand { argv } => match argv.split_first() {
-            Some((first, rest)) => match dir.resolve(None, first) {
-                Ok(p) => (p, rest.to_vec()),
-                Err(e) => return StepEnd::Refused(e),
-            },
-            None => return StepEnd::Refused("empty command".into()),
-        },
+        } => {
+            let program = dir.resolve(path.as_deref(), handler)?;
+            let user = step.run_as_user.clone().unwrap_or_default();
+            Ok((program, std::iter::once(user).chain(args.clone()).collect()))
+        }
+        StepAction::RunCommand { argv } => {
+            let (first, rest) = argv.split_first().ok_or("empty command")?;
+            let in_handler_dir = !std::path::Path::new(first).is_absolute()
+                && std::fs::symlink_metadata(dir.root().join(first)).is_ok();
+            let program = if in_handler_dir {
+                dir.resolve(None, first)?
+            } else {
+                permissions.allowed_command(first)?
+            };
+            Ok((program, rest.to_vec()))
+        }
+    }
+}
+
+async fn run_step(
+    step: &Step,
+    dir: &HandlerDirectory,
+    limits: &Limits,
+    permissions: &Permissions,
+    remaining: Duration,
+    ctx: &RunContext,
+) -> StepEnd {
+    let (program, args) = match command_line(step, dir, permissions) {
+        Ok(c) => c,
+        Err(e) => return StepEnd::Refused(e),
     };
+    let identity = match permissions.identity_for(step.run_as_user.as_deref()) {
+        Ok(i) => i,
+        Err(e) => return StepEnd::Refused(e),
+    };
+    let mut env = limits.env.clone();
+    env.push((
+        REBOOT_EXIT_CODE_ENV.to_owned(),
+        REBOOT_EXIT_CODE.to_string(),
+    ));
     let timeout = step
         .timeout
         .unwrap_or(limits.step_timeout)
@@ -68,9 +117,10 @@ async fn run_step(
         program,
         args,
         working_dir: dir.root().to_path_buf(),
-        env: ctx.environment(&limits.env),
+        env: ctx.environment(&env),
         stdin: None,
         timeout,
+        identity,
     };
     let result = process::run(&spec, ctx.cancel.clone(), |pid| {
         ctx.report(Progress::Spawned { pid })
@@ -78,6 +128,7 @@ async fn run_step(
     .await;
     match &result.exit {
         Exit::Canceled => StepEnd::Stopped,
+        Exit::Code(REBOOT_EXIT_CODE) => StepEnd::RebootRequested,
         Exit::Code(0) => match step.allow_stderr {
             Some(allowed) if result.stderr_lines > allowed => StepEnd::Failed {
                 reason: format!(
@@ -107,8 +158,9 @@ pub async fn run_document(
     doc: &StepsDocument,
     dir: &HandlerDirectory,
     limits: &Limits,
+    permissions: &Permissions,
     ctx: &RunContext,
-) -> JobOutcome {
+) -> DocumentEnd {
     let started = Instant::now();
     let all: Vec<(&Step, bool)> = doc
         .steps
@@ -146,13 +198,29 @@ pub async fn run_document(
             name: step.name.clone(),
         });
         tracing::info!(step = %step.name, index, total, "step started");
-        match run_step(step, dir, limits, remaining, ctx).await {
+        match run_step(step, dir, limits, permissions, remaining, ctx).await {
             StepEnd::Ok(result) => {
                 succeeded += 1;
                 last_stdout = result.stdout_tail;
             }
-            StepEnd::Stopped => return failed("canceled"),
+            StepEnd::RebootRequested if index + 1 == total && failure.is_none() => {
+                tracing::info!(step = %step.name, "the step asked for a reboot");
+                return DocumentEnd::RebootRequested;
+            }
+            StepEnd::RebootRequested => {
+                let reason = format!(
+                    "step {:?} asked for a reboot, which only the document's last step may do after every other step succeeded",
+                    step.name
+                );
+                tracing::warn!(step = %step.name, %reason, "reboot request refused");
+                if failure.is_none() {
+                    failure = Some((reason, step, None));
+                }
+            }
+            StepEnd::Stopped => return DocumentEnd::Finished(failed("canceled")),
             StepEnd::Refused(reason) => {
+                // A document asking for something the device does not allow: REJECTED, but
+                // the finalStep still runs.
                 tracing::warn!(step = %step.name, %reason, "step refused");
                 if failure.is_none() {
                     refused = true;
@@ -182,10 +250,10 @@ pub async fn run_document(
             if doc.include_stdout {
                 details.insert("stdout".into(), value_tail(&last_stdout));
             }
-            JobOutcome {
+            DocumentEnd::Finished(JobOutcome {
                 status: JobStatus::Succeeded,
                 status_details: details,
-            }
+            })
         }
         Some((reason, step, result)) => {
             details.insert("reason".into(), reason);
@@ -201,14 +269,14 @@ pub async fn run_document(
                     details.insert("stdout".into(), value_tail(&r.stdout_tail));
                 }
             }
-            JobOutcome {
+            DocumentEnd::Finished(JobOutcome {
                 status: if refused {
                     JobStatus::Rejected
                 } else {
                     JobStatus::Failed
                 },
                 status_details: details,
-            }
+            })
         }
     }
 }
@@ -235,6 +303,7 @@ pub async fn run_operation_handler(
         env: ctx.environment(&limits.env),
         stdin: Some(document.to_string().into_bytes()),
         timeout,
+        identity: None,
     };
     let result = process::run(&spec, ctx.cancel.clone(), |pid| {
         ctx.report(Progress::Spawned { pid })

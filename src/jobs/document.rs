@@ -68,6 +68,9 @@ pub struct Step {
     pub ignore_failure: bool,
     /// Our extension: a per-step time limit (capped by the handler's configuration).
     pub timeout: Option<Duration>,
+    /// The user the step asks to run as (`runAsUser`; `None` when absent or empty). For
+    /// `runHandler` it is also the handler's first argument, as in the Device Client.
+    pub run_as_user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +82,8 @@ pub enum StepAction {
         path: Option<String>,
     },
     /// `command` split on unescaped commas; the first element names an executable in the
-    /// handler directory (no shell, no PATH lookup outside it).
+    /// handler directory, or an absolute path the device owner allows (no shell, no PATH
+    /// lookup).
     RunCommand { argv: Vec<String> },
 }
 
@@ -234,7 +238,7 @@ fn step(value: &Value) -> Result<Step, String> {
                 .ok_or("\"input.command\" must be a string")?;
             let argv = split_command(command);
             let first = argv.first().ok_or("\"input.command\" is empty")?;
-            check_file_name(first)?;
+            check_command_name(first)?;
             StepAction::RunCommand { argv }
         }
         other => {
@@ -274,13 +278,66 @@ fn step(value: &Value) -> Result<Step, String> {
             Some(Duration::from_secs_f64(secs))
         }
     };
+    let run_as_user = match action.get("runAsUser") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(u)) if u.is_empty() => None,
+        Some(Value::String(u)) => {
+            check_user_name(u)?;
+            Some(u.clone())
+        }
+        Some(other) => {
+            return Err(format!(
+                "\"runAsUser\" must be a string, found {}",
+                json_kind(other)
+            ))
+        }
+    };
     Ok(Step {
         name,
         action: step_action,
         allow_stderr,
         ignore_failure,
         timeout,
+        run_as_user,
     })
+}
+
+/// A `runAsUser` value: a POSIX user name (letters, digits, `.`, `_`, `-`, not starting with
+/// `-`), at most 256 characters as the service allows.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("\"runAsUser\" {name:?} is not a valid user name"))
+    }
+}
+
+/// The program of a `runCommand`: a handler name, or an absolute path without `.` or `..`
+/// components (whether it may run is the device's configuration, checked when it runs).
+pub fn check_command_name(name: &str) -> Result<(), String> {
+    let path = std::path::Path::new(name);
+    if path.is_absolute() {
+        let clean = !name.contains('\0')
+            && path
+                .components()
+                .skip(1)
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            && !name.contains("/./")
+            && !name.ends_with('/');
+        if clean {
+            return Ok(());
+        }
+        return Err(format!(
+            "command {name:?} must be a handler name or a plain absolute path"
+        ));
+    }
+    check_file_name(name)
 }
 
 /// A handler name: one path component, no traversal, no hidden files.
@@ -430,7 +487,25 @@ mod tests {
                 argv: vec!["echo.sh".into(), "a,b".into(), "c".into()]
             }
         );
+        assert_eq!(s.steps[0].run_as_user.as_deref(), Some("user"));
+        assert_eq!(s.steps[1].run_as_user, None);
         assert_eq!(s.final_step.unwrap().name, "bye");
+    }
+
+    #[test]
+    fn run_command_may_name_an_absolute_program_and_empty_run_as_user_is_unset() {
+        let doc = json!({"version": "1.0", "steps": [{"action": {"name": "ls", "type": "runCommand",
+            "input": {"command": "/bin/ls,-l"}, "runAsUser": ""}}]});
+        let Ownership::Ours(JobDocument::Steps(s)) = classify(Some(&doc)) else {
+            panic!("ours")
+        };
+        assert_eq!(
+            s.steps[0].action,
+            StepAction::RunCommand {
+                argv: vec!["/bin/ls".into(), "-l".into()]
+            }
+        );
+        assert_eq!(s.steps[0].run_as_user, None);
     }
 
     #[test]
@@ -440,7 +515,11 @@ mod tests {
             json!({"version": "1.0", "steps": []}),
             json!({"version": "1.0", "steps": [{"action": {"type": "runHandler", "input": {"handler": "../evil"}}}]}),
             json!({"version": "1.0", "steps": [{"action": {"type": "runHandler", "input": {"handler": "/bin/sh"}}}]}),
-            json!({"version": "1.0", "steps": [{"action": {"type": "runCommand", "input": {"command": "/usr/bin/rm,-rf,/"}}}]}),
+            json!({"version": "1.0", "steps": [{"action": {"type": "runCommand", "input": {"command": "/usr/bin/../bin/rm,-rf,/"}}}]}),
+            json!({"version": "1.0", "steps": [{"action": {"type": "runCommand", "input": {"command": "bin/rm"}}}]}),
+            json!({"version": "1.0", "steps": [{"action": {"type": "runHandler", "input": {"handler": "x"}, "runAsUser": "root; rm -rf /"}}]}),
+            json!({"version": "1.0", "steps": [{"action": {"type": "runHandler", "input": {"handler": "x"}, "runAsUser": "-u"}}]}),
+            json!({"version": "1.0", "steps": [{"action": {"type": "runHandler", "input": {"handler": "x"}, "runAsUser": 0}}]}),
             json!({"version": "1.0", "steps": [{"action": {"type": "shell", "input": {}}}]}),
             json!({"version": "1.0", "steps": [{"action": {"type": "runHandler", "input": {"handler": "x", "args": [{}]}}}]}),
             json!({"version": "1.0", "steps": [{"action": {"type": "runHandler", "input": {"handler": "x"}, "allowStdErr": "many"}}]}),

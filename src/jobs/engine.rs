@@ -197,7 +197,8 @@ enum Request {
         job_id: String,
         execution_number: i64,
         version: i64,
-        document: JobDocument,
+        /// Boxed: a document is large and most requests carry none.
+        document: Box<JobDocument>,
         marker: String,
     },
     /// Report a terminal status.
@@ -824,7 +825,7 @@ impl Engine {
                     .ok()
                     .and_then(|u| u.execution_state);
                 let version = state.map_or(version + 1, |s| s.version_number);
-                self.started(&job_id, execution_number, version, document, out);
+                self.started(&job_id, execution_number, version, *document, out);
             }
             Request::Finish {
                 job_id, outcome, ..
@@ -911,7 +912,7 @@ impl Engine {
             .ok()
             .and_then(|u| u.execution_state);
         let version = state.map_or(version + 1, |s| s.version_number);
-        self.started(job_id, execution_number, version, document, out);
+        self.started(job_id, execution_number, version, *document, out);
         true
     }
 
@@ -1000,7 +1001,7 @@ impl Engine {
                             &job_id,
                             execution_number,
                             s.version_number,
-                            document,
+                            *document,
                             out,
                         );
                     }
@@ -1351,7 +1352,7 @@ impl Engine {
                     job_id: e.job_id,
                     execution_number: e.execution_number,
                     version: e.version_number,
-                    document,
+                    document: Box::new(document),
                     marker,
                 };
                 self.send(now, request, 0, out);

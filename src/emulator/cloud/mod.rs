@@ -1,11 +1,14 @@
 //! The emulated AWS side: each service a state machine that takes time as a value.
 //!
 //! Owns: IoT Core's broker ([`iot_core`], its subscription index [`subscription_tree`]), the
-//! Jobs service ([`jobs_service`]) and the rules engine ([`rules`]).
+//! Jobs service ([`jobs_service`]) and its templates ([`job_templates`]), the rules engine
+//! ([`rules`]), and S3 with presigned URLs ([`s3`]).
 //! Must not know: the nucleus, IPC, sockets or the wall clock; [`crate::emulator::world`]
 //! wires these together with the cores' connections.
 
 pub mod iot_core;
+pub mod job_templates;
 pub mod jobs_service;
 pub mod rules;
+pub mod s3;
 pub mod subscription_tree;
