@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use greengrass_jobs_handler::ipc::codec::FrameCodec;
 use greengrass_jobs_handler::ipc::model::*;
 use greengrass_jobs_handler::ipc::rpc::*;
-use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient, IpcError};
+use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient, IpcError, Subscription};
 use serde_json::json;
 use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
@@ -203,6 +203,75 @@ async fn modeled_and_unmodeled_errors_reach_the_caller() {
         .update_state(ReportedLifecycleState::Running)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn connection_status_comes_first_then_on_every_change() {
+    let env = start_emulator(json!({}));
+    let client = connect(&env.socket).await;
+    let (first, mut events) = client
+        .subscribe::<SubscribeToIoTCoreConnectionStatus>(&Empty {})
+        .await
+        .unwrap();
+    assert_eq!(first.messages.map(|m| m.connected()), Some(true));
+    assert!(next(&mut events).await, "the current status comes first");
+    env.emulator.world().disconnect_nucleus();
+    assert!(!next(&mut events).await);
+    env.emulator.world().reconnect_nucleus(false);
+    assert!(next(&mut events).await);
+}
+
+async fn next(events: &mut Subscription<IoTCoreConnectionStatusEvent>) -> bool {
+    within("a status event", events.recv())
+        .await
+        .unwrap()
+        .connected()
+}
+
+#[tokio::test]
+async fn a_filter_no_component_holds_is_let_go_on_iot_core() {
+    let env = start_emulator(json!({}));
+    let client = connect(&env.socket).await;
+    let world = env.emulator.world();
+    let core = world.thing_name().to_owned();
+    let held = |f: &str| world.with(|w| w.core_holds(&core, f));
+    let a = client
+        .subscribe_to_iot_core("t/a", Qos::AtLeastOnce)
+        .await
+        .unwrap();
+    let b = client
+        .subscribe_to_iot_core("t/a", Qos::AtLeastOnce)
+        .await
+        .unwrap();
+    assert!(held("t/a"));
+    drop(a);
+    client
+        .update_state(ReportedLifecycleState::Running)
+        .await
+        .unwrap();
+    assert!(held("t/a"), "another subscription still holds it");
+    drop(b);
+    client
+        .update_state(ReportedLifecycleState::Running)
+        .await
+        .unwrap();
+    assert!(!held("t/a"));
+    // Over a long life of subscribe-and-close, the reconnect topic still lands on the first
+    // connection, which gets lifecycle events.
+    for i in 0..80 {
+        let s = client
+            .subscribe_to_iot_core(&format!("churn/{i}"), Qos::AtLeastOnce)
+            .await
+            .unwrap();
+        drop(s);
+    }
+    let _r = client
+        .subscribe_to_iot_core(&format!("reconnect/{core}"), Qos::AtLeastOnce)
+        .await
+        .unwrap();
+    let connections = world.nucleus_connections();
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert!(connections[0].1.contains(&format!("reconnect/{core}")));
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 //! every rule can be tested with plain values.
 
 use super::ipc_services::{CallContext, Outcome, Services, StreamGuard};
+use crate::ipc::error::{code, ErrorPayload};
 use crate::ipc::rpc::*;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
@@ -118,7 +119,15 @@ impl Session {
             return Next::Close;
         }
         if message.version.as_deref() != Some(PROTOCOL_VERSION) {
-            out.push(protocol_error(reason::BAD_VERSION));
+            // The nucleus's server library refuses the connection (CONNECT_ACK without
+            // CONNECTION_ACCEPTED), not with a PROTOCOL_ERROR.
+            tracing::warn!(
+                connection = self.connection_id,
+                version = ?message.version,
+                "{}",
+                reason::BAD_VERSION
+            );
+            out.push(RpcMessage::new(MessageType::ConnectAck, 0, 0));
             return Next::Close;
         }
         let token = serde_json::from_slice::<serde_json::Value>(&message.payload)
@@ -238,17 +247,19 @@ impl Session {
             }
             Outcome::Unsupported => {
                 tracing::warn!(component, operation, "IPC operation not supported");
-                let body = serde_json::json!({
-                    "message": format!("Operation {operation} is not supported by this server")
-                })
-                .to_string();
+                // No service-model-type, as the Java nucleus answers (awsiotsdk reports a
+                // closed stream), but the error members every client's parser needs.
+                let error = ErrorPayload::new(
+                    code::SERVICE_ERROR,
+                    format!("Operation {operation} is not supported by this server"),
+                );
                 out.push(
                     RpcMessage::new(
                         MessageType::ApplicationError,
                         FLAG_TERMINATE_STREAM,
                         stream_id,
                     )
-                    .with_json(body.into_bytes()),
+                    .with_json(error.to_json()),
                 );
             }
         }
@@ -330,11 +341,23 @@ mod tests {
     }
 
     #[test]
-    fn bad_version_and_early_messages_are_protocol_errors() {
+    fn a_bad_version_is_refused_with_a_connect_ack_without_acceptance() {
+        let svc = services();
+        for first in [connect("good", Some("0.2.0")), connect("good", None)] {
+            let (tx, _rx) = mpsc::unbounded_channel();
+            let mut s = Session::new(1, tx);
+            let mut out = vec![];
+            assert_eq!(s.on_message(&svc, first, &mut out), Next::Close);
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].message_type, MessageType::ConnectAck);
+            assert_eq!(out[0].flags & FLAG_CONNECTION_ACCEPTED, 0);
+        }
+    }
+
+    #[test]
+    fn early_messages_are_protocol_errors() {
         let svc = services();
         for first in [
-            connect("good", Some("0.2.0")),
-            connect("good", None),
             request(1, UpdateState::NAME, json!({"state": "RUNNING"})),
             RpcMessage::new(MessageType::Ping, 0, 0),
         ] {
@@ -345,6 +368,27 @@ mod tests {
             assert_eq!(out.len(), 1);
             assert_eq!(out[0].message_type, MessageType::ProtocolError);
         }
+    }
+
+    #[test]
+    fn an_unsupported_operation_error_carries_the_error_members() {
+        let svc = services();
+        let mut s = connected(&svc);
+        let mut out = vec![];
+        s.on_message(
+            &svc,
+            request(1, "aws.greengrass#GetSecretValue", json!({})),
+            &mut out,
+        );
+        assert_eq!(out[0].message_type, MessageType::ApplicationError);
+        assert_eq!(
+            out[0].service_model_type, None,
+            "as the Java nucleus: no model type"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out[0].payload).unwrap();
+        assert_eq!(v["_errorCode"], "ServiceError");
+        assert_eq!(v["_service"], "aws.greengrass#GreengrassCoreIPC");
+        assert!(v["_message"].as_str().unwrap().contains("GetSecretValue"));
     }
 
     #[test]
