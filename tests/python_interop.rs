@@ -86,6 +86,7 @@ async fn awsiotsdk_client_v2_speaks_to_the_emulator() {
         "get_configuration",
         "configuration_not_found",
         "local_pubsub",
+        "connection_status",
         "rejected_token",
     ] {
         let step = steps

@@ -78,6 +78,14 @@ def main():
     got = event.json_message.message if event.json_message else None
     report("local_pubsub", got == {"n": 7}, message=got)
 
+    statuses = queue.Queue()
+    status_fut, _op3 = client.subscribe_to_iot_core_connection_status_async(
+        on_stream_event=lambda event: statuses.put(event.connection_status_event.status),
+    )
+    status_fut.result(TIMEOUT)
+    first = statuses.get(timeout=TIMEOUT)
+    report("connection_status", first == "CONNECTED", status=first)
+
     client.close()
 
     try:
