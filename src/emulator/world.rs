@@ -84,6 +84,8 @@ pub struct World {
     seq: u64,
     observing: bool,
     jobs_quota: Option<RateQuota>,
+    /// Jobs requests refused for the account quota.
+    quota_refusals: u64,
     outputs: Vec<Output>,
 }
 
@@ -103,6 +105,7 @@ impl World {
             seq: 0,
             observing: false,
             jobs_quota: None,
+            quota_refusals: 0,
             outputs: Vec::new(),
         }
     }
@@ -151,6 +154,11 @@ impl World {
             per_second,
             window: (0, 0),
         });
+    }
+
+    /// Jobs requests refused with RequestThrottled for the account quota so far.
+    pub fn quota_refusals(&self) -> u64 {
+        self.quota_refusals
     }
 
     // ---- time -----------------------------------------------------------------------
@@ -484,6 +492,7 @@ impl World {
             let (thing, rest) = (thing.to_owned(), rest.to_owned());
             self.observe(&publication.topic, &publication.payload);
             if self.over_jobs_quota() {
+                self.quota_refusals += 1;
                 self.jobs.throttle(&thing, 1);
             }
             let outputs =
