@@ -12,8 +12,19 @@ use std::collections::BTreeMap;
 pub type StatusDetails = BTreeMap<String, String>;
 
 /// A time field. The service documents epoch seconds but examples show milliseconds, so both
-/// integers and floats are accepted and the unit is not assumed.
+/// integers and floats are accepted and the unit is not assumed. A whole value is written as an
+/// integer (the emulated service sends integer epoch seconds, as AWS does).
 pub type Timestamp = f64;
+
+/// Writes a time field as an integer when it is whole, as a float otherwise.
+fn whole_seconds<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        // Below 2^53 every whole f64 is an exact integer.
+        Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => s.serialize_i64(*v as i64),
+        Some(v) => s.serialize_f64(*v),
+        None => s.serialize_none(),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -111,11 +122,11 @@ pub struct UpdateRequest {
 #[serde(rename_all = "camelCase")]
 pub struct JobExecutionSummary {
     pub job_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub queued_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub started_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub last_updated_at: Option<Timestamp>,
     #[serde(default)]
     pub version_number: i64,
@@ -135,11 +146,11 @@ pub struct JobExecution {
     pub status: JobStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<StatusDetails>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub queued_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub started_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub last_updated_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approximate_seconds_before_timed_out: Option<i64>,
@@ -160,48 +171,67 @@ pub struct JobExecutionState {
     pub version_number: i64,
 }
 
+/// `get/accepted` (GetPendingJobExecutions): IN_PROGRESS and QUEUED summaries.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GetPendingAccepted {
+pub struct GetPendingJobExecutionsResponse {
     #[serde(default)]
     pub in_progress_jobs: Vec<JobExecutionSummary>,
     #[serde(default)]
     pub queued_jobs: Vec<JobExecutionSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub timestamp: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
 }
 
+/// `get/accepted` as the engine reads it.
+pub type GetPendingAccepted = GetPendingJobExecutionsResponse;
+
 /// `start-next/accepted`, `{jobId}/get/accepted` and `notify-next`: an optional execution.
+/// The three share one shape; the aliases below name each use.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<JobExecution>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub timestamp: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
 }
 
+/// `{jobId}/get/accepted` (DescribeJobExecution).
+pub type DescribeJobExecutionResponse = ExecutionResponse;
+/// `start-next/accepted` (StartNextPendingJobExecution).
+pub type StartNextPendingJobExecutionResponse = ExecutionResponse;
+/// `notify-next` (NextJobExecutionChanged): no `clientToken`; no `execution` when nothing is
+/// pending.
+pub type NotifyNext = ExecutionResponse;
+
+/// `{jobId}/update/accepted` (UpdateJobExecution): `executionState` and `jobDocument` only when
+/// asked for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UpdateAccepted {
+pub struct UpdateJobExecutionResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_state: Option<JobExecutionState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_document: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub timestamp: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
 }
 
-/// `notify`: pending executions by status.
+/// `{jobId}/update/accepted` as the engine reads it.
+pub type UpdateAccepted = UpdateJobExecutionResponse;
+
+/// `notify` (JobExecutionsChanged): pending executions by status (`IN_PROGRESS`, `QUEUED`);
+/// empty lists are left out, so nothing pending is `"jobs": {}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Notify {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub timestamp: Option<Timestamp>,
     #[serde(default)]
     pub jobs: BTreeMap<String, Vec<JobExecutionSummary>>,
@@ -224,20 +254,48 @@ pub enum ErrorCode {
     Other(String),
 }
 
-/// `*/rejected` payload.
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InvalidTopic => "InvalidTopic",
+            Self::InvalidJson => "InvalidJson",
+            Self::InvalidRequest => "InvalidRequest",
+            Self::InvalidStateTransition => "InvalidStateTransition",
+            Self::ResourceNotFound => "ResourceNotFound",
+            Self::VersionMismatch => "VersionMismatch",
+            Self::InternalError => "InternalError",
+            Self::RequestThrottled => "RequestThrottled",
+            Self::TerminalStateReached => "TerminalStateReached",
+            Self::Other(code) => code,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `*/rejected` payload. `executionState` only with VersionMismatch and
+/// InvalidStateTransition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Rejected {
+pub struct ErrorResponse {
     pub code: ErrorCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_seconds")]
     pub timestamp: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_state: Option<JobExecutionState>,
 }
+
+/// `*/rejected` as the engine reads it.
+pub type Rejected = ErrorResponse;
 
 /// Reads the `clientToken` of any payload without parsing the rest.
 pub fn client_token_of(payload: &[u8]) -> Option<String> {

@@ -1,6 +1,8 @@
 //! The Jobs service against the checklist of the device-side API, with virtual time.
 
 use super::*;
+use crate::jobs::messages::JobStatus;
+use serde_json::{json, Value};
 
 const T: &str = "dev-1";
 const P: &str = "$aws/things/dev-1/jobs/";
@@ -224,8 +226,7 @@ fn update_errors_follow_the_api() {
         job(&mut s, "b", 0);
         let (_, r, _) = request(&mut s, "b/update", body, 0);
         assert_eq!(r["code"], "InvalidRequest", "{why}");
-        s.jobs.remove("b");
-        s.executions.get_mut(T).unwrap().retain(|e| e.job_id != "b");
+        s.delete_job("b", true, 0).unwrap();
     }
     let out = s.handle_device_request(T, "a/update", b"{not json", 0);
     assert!(
