@@ -191,10 +191,11 @@ impl JobsService {
         }
         let before = self.snapshot(thing);
         for job_id in self.continuous_jobs_of(group, false) {
-            let pending = self
-                .executions
-                .find(thing, &job_id, None)
-                .filter(|id| self.executions.get(*id).is_some_and(|e| !e.status.is_terminal()));
+            let pending = self.executions.find(thing, &job_id, None).filter(|id| {
+                self.executions
+                    .get(*id)
+                    .is_some_and(|e| !e.status.is_terminal())
+            });
             if let Some(id) = pending {
                 self.end_execution(id, JobStatus::Removed, None, now_ms);
             }
@@ -350,9 +351,9 @@ impl JobsService {
             .map(|(_, j)| j)
             .filter(|j| filter.status.is_none_or(|s| j.state == s))
             .filter(|j| {
-                filter.target_selection.is_none_or(|t| {
-                    (t == TargetSelection::Continuous) == j.continuous
-                })
+                filter
+                    .target_selection
+                    .is_none_or(|t| (t == TargetSelection::Continuous) == j.continuous)
             })
             .filter(|j| {
                 filter

@@ -12,8 +12,8 @@ use super::store::ExecId;
 use super::{secs, JobsService, Output};
 use crate::jobs::messages::{
     DescribeJobExecutionResponse, ErrorCode, GetPendingJobExecutionsResponse, JobExecutionState,
-    JobStatus, StartNextPendingJobExecutionResponse, StatusDetails, Timestamp, UpdateRequest,
-    UpdateJobExecutionResponse,
+    JobStatus, StartNextPendingJobExecutionResponse, StatusDetails, Timestamp,
+    UpdateJobExecutionResponse, UpdateRequest,
 };
 
 /// A refused data-plane request: the code and message of `*/rejected`, and the execution's

@@ -22,8 +22,7 @@ impl JobsService {
         retry_attempt: u32,
         now_ms: u64,
     ) -> ExecId {
-        self.executions
-            .insert(job_id, thing, retry_attempt, now_ms)
+        self.executions.insert(job_id, thing, retry_attempt, now_ms)
     }
 
     /// QUEUED → IN_PROGRESS: `startedAt`, the job's in-progress timer and the step timer.

@@ -134,16 +134,24 @@ impl JobsService {
                 parse::<GetPendingRequest>(body)
                     .and_then(|_| self.get_pending_job_executions(thing, now_ms)),
             ),
-            DeviceRequest::StartNext => answer(topic, token, now_ms, parse::<StartNextRequest>(body).and_then(|r| {
-                self.start_next_pending_job_execution(
-                    thing,
-                    r.status_details,
-                    r.step_timeout_in_minutes,
-                    now_ms,
-                )
-            })),
-            DeviceRequest::Describe(job_id) => {
-                answer(topic, token, now_ms, parse::<DescribeRequest>(body).and_then(|r| {
+            DeviceRequest::StartNext => answer(
+                topic,
+                token,
+                now_ms,
+                parse::<StartNextRequest>(body).and_then(|r| {
+                    self.start_next_pending_job_execution(
+                        thing,
+                        r.status_details,
+                        r.step_timeout_in_minutes,
+                        now_ms,
+                    )
+                }),
+            ),
+            DeviceRequest::Describe(job_id) => answer(
+                topic,
+                token,
+                now_ms,
+                parse::<DescribeRequest>(body).and_then(|r| {
                     self.describe_job_execution(
                         thing,
                         job_id,
@@ -151,8 +159,8 @@ impl JobsService {
                         r.include_job_document.unwrap_or(true),
                         now_ms,
                     )
-                }))
-            }
+                }),
+            ),
             DeviceRequest::Update(job_id) => answer(
                 topic,
                 token,

@@ -6,8 +6,8 @@
 //! Must not know: requests, topics of responses, or how executions are stored beyond the
 //! store's queries.
 
-use super::Publication;
 use super::store::{ExecId, Execution};
+use super::Publication;
 use super::{secs, JobsService, Output, MAX_LISTED};
 use crate::jobs::messages::{
     JobExecution, JobExecutionState, JobExecutionSummary, Notify, NotifyNext, Timestamp,

@@ -367,4 +367,8 @@ impl Store {
     pub fn len(&self) -> usize {
         self.all.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
 }

@@ -29,6 +29,12 @@ impl JobsService {
             let before = self.snapshot(&thing);
             self.end_execution(id, JobStatus::TimedOut, None, now_ms);
             out.extend(self.notifications(&thing, before, now_ms));
+            if self.executions.first_due(now_ms) == Some(id) {
+                // Ending an execution clears its timers; a deadline that stays is a broken
+                // index, and firing it again would never end.
+                tracing::error!(job_id = %job_id, thing = %thing, "timer index out of step");
+                break;
+            }
         }
         out
     }
