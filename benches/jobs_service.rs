@@ -144,6 +144,25 @@ fn measured_tick(service: &mut JobsService, now: u64) -> usize {
     black_box(service.tick(now)).len()
 }
 
+/// One request of a probe cycle.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    Request(&'a str, &'a [u8]),
+    Tick(u64),
+}
+
+/// Runs `c`, through the `measured_*` functions (the ones callgrind counts) when `measured`.
+fn call(service: &mut JobsService, thing: &str, c: Call<'_>, now: u64, measured: bool) -> usize {
+    match (c, measured) {
+        (Call::Request(rest, body), true) => measured_request(service, thing, rest, body, now),
+        (Call::Request(rest, body), false) => {
+            service.handle_device_request(thing, rest, body, now).len()
+        }
+        (Call::Tick(at), true) => measured_tick(service, at),
+        (Call::Tick(at), false) => service.tick(at).len(),
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -171,45 +190,39 @@ fn measure(store: &mut Store, ops: &[&str]) -> Vec<(String, Duration)> {
             )
             .expect("probe job");
         let update = format!("{job_id}/update");
-        let mut time = |slot: usize, f: &mut dyn FnMut() -> usize| {
-            if wanted(OPS[slot]) {
-                let t = Instant::now();
-                let n = f();
-                times[slot].push(t.elapsed());
-                assert!(n > 0, "{} answered", OPS[slot]);
-            } else {
-                f();
-            }
-        };
         let describe = format!("{job_id}/get");
-        time(0, &mut || {
-            measured_request(service, &thing, &describe, br#"{"clientToken":"c-1"}"#, now)
-        });
-        time(1, &mut || {
-            measured_request(
-                service,
-                &thing,
-                &update,
-                br#"{"status":"IN_PROGRESS","expectedVersion":1,"stepTimeoutInMinutes":1,"statusDetails":{"step":"1/2"},"clientToken":"c-2"}"#,
-                now,
-            )
-        });
-        time(2, &mut || {
-            measured_request(service, &thing, "get", br#"{"clientToken":"c-3"}"#, now)
-        });
-        if i % 2 == 0 {
-            time(3, &mut || {
-                measured_request(
-                    service,
-                    &thing,
+        let last = if i % 2 == 0 {
+            (
+                3,
+                Call::Request(
                     &update,
                     br#"{"status":"SUCCEEDED","expectedVersion":2,"statusDetails":{"result":"ok"},"clientToken":"c-4"}"#,
-                    now,
-                )
-            });
+                ),
+            )
         } else {
             // The step timer (1 minute) fires: TIMED_OUT, notify and notify-next.
-            time(4, &mut || measured_tick(service, now + MIN_MS));
+            (4, Call::Tick(now + MIN_MS))
+        };
+        let calls = [
+            (0, Call::Request(&describe, br#"{"clientToken":"c-1"}"#)),
+            (
+                1,
+                Call::Request(
+                    &update,
+                    br#"{"status":"IN_PROGRESS","expectedVersion":1,"stepTimeoutInMinutes":1,"statusDetails":{"step":"1/2"},"clientToken":"c-2"}"#,
+                ),
+            ),
+            (2, Call::Request("get", br#"{"clientToken":"c-3"}"#)),
+            last,
+        ];
+        for (slot, c) in calls {
+            let measured = wanted(OPS[slot]);
+            let started = Instant::now();
+            let outputs = call(service, &thing, c, now, measured);
+            if measured {
+                times[slot].push(started.elapsed());
+            }
+            assert!(outputs > 0, "{} answered", OPS[slot]);
         }
     }
     OPS.iter()
