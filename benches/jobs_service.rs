@@ -242,6 +242,12 @@ fn peak_rss_kib() -> Option<u64> {
 
 fn main() {
     let env = |k: &str| std::env::var(k).ok();
+    // Under `cargo test --benches` the bench binary runs without --bench: skip, unless a size
+    // is chosen (a direct run, e.g. under callgrind).
+    if !std::env::args().any(|a| a == "--bench") && env("GGJH_JOBS_BENCH_SIZE").is_none() {
+        println!("jobs_service bench: run with `cargo bench --bench jobs_service`");
+        return;
+    }
     let sizes: Vec<usize> = match env("GGJH_JOBS_BENCH_SIZE").and_then(|s| s.parse().ok()) {
         Some(n) => vec![n],
         None => SIZES.to_vec(),
