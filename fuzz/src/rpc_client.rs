@@ -79,6 +79,7 @@ fn frame(u: &mut Unstructured<'_>) -> arbitrary::Result<Message> {
     Ok(Message::new_from_parts(headers, payload))
 }
 
+/// The shape survives JSON: what was decoded serialises and decodes to itself.
 fn round_trips<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T) {
     let text = serde_json::to_vec(value).expect("a decoded shape serialises");
     let again: T = serde_json::from_slice(&text).expect("a serialised shape decodes");
