@@ -163,7 +163,7 @@ pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings
         engine.max_backoff = Duration::from_millis(ms.max(1000));
     }
     if let Some(s) = number(config, "safetyPollSeconds") {
-        engine.safety_poll = (s > 0).then(|| Duration::from_secs(s.max(60)));
+        engine.safety_poll = (s > 0).then(|| Duration::from_secs(s.clamp(60, 7 * 86_400)));
     }
     if let Some(n) = number(config, "maxConcurrentJobs") {
         engine.max_concurrent_jobs = n.clamp(1, 16) as usize;

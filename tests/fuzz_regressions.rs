@@ -56,3 +56,25 @@ fn numbers_in_job_documents_reach_the_work_unchanged() {
         );
     }
 }
+
+/// `safetyPollSeconds` had no upper bound: 184467440737095516150 became u64::MAX seconds, and
+/// the engine's next poll time `now + period` overflowed (a panic in debug builds, a poll at
+/// once and forever after in release builds).
+#[test]
+fn a_huge_safety_poll_period_is_capped() {
+    use greengrass_jobs_handler::jobs::engine::{Engine, Input};
+    let s = settings(
+        &serde_json::from_str(r#"{"safetyPollSeconds": 184467440737095516150}"#).expect("JSON"),
+        Some("core-1"),
+    )
+    .expect("settings");
+    let period = s.engine.safety_poll.expect("a safety poll");
+    assert!(
+        period <= std::time::Duration::from_secs(7 * 86_400),
+        "{period:?}"
+    );
+    let mut engine = Engine::new(s.engine, 1);
+    engine.handle(5_000, Input::Started);
+    let deadline = engine.next_deadline().expect("a query is due");
+    engine.handle(deadline, Input::Tick);
+}

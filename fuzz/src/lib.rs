@@ -14,8 +14,11 @@ pub mod journal;
 pub mod json;
 pub mod rpc_client;
 
+/// A target's check: panics when the code under test breaks a promise.
+pub type Check = fn(&[u8]);
+
 /// Every target: its name (the binary, the corpus directory) and its check.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("frame", frame::check),
     ("rpc_client", rpc_client::check),
     ("ipc_session", ipc_session::check),
@@ -26,6 +29,6 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The check of target `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Check> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
