@@ -9,7 +9,8 @@
 //! the peak request rate, requests refused for the quota, and when every job had succeeded.
 //!
 //! Run: `cargo bench --bench fleet` (2,000 devices; `GGJH_FLEET_DEVICES=N` sets the count,
-//! `GGJH_FLEET_JITTERS=0,3000` the jitters). Prints a table with the wall time and the
+//! `GGJH_FLEET_JITTERS=0,3000` the jitters, `GGJH_FLEET_QUOTA` the account's Jobs requests per
+//! second, default 200). Prints a table with the wall time and the
 //! process's peak RSS and writes it to `$CARGO_TARGET_DIR/ggjh-fleet-report.txt`.
 //! Deterministic: fixed seeds, virtual time.
 
@@ -21,8 +22,9 @@ use greengrass_jobs_handler::sim::{SimConfig, Simulation};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// Jobs requests per second the account accepts before RequestThrottled.
-const QUOTA_PER_SECOND: u32 = 200;
+/// Jobs requests per second the account accepts before RequestThrottled, unless
+/// `GGJH_FLEET_QUOTA` says otherwise.
+const DEFAULT_QUOTA_PER_SECOND: u32 = 200;
 const SECOND: u64 = 1_000;
 /// Give up after this much virtual time.
 const LIMIT: u64 = 3_600 * SECOND;
@@ -43,14 +45,14 @@ fn thing(i: usize) -> String {
     format!("core-{i:07}")
 }
 
-fn simulate(devices: usize, jitter_ms: u64) -> Outcome {
+fn simulate(devices: usize, jitter_ms: u64, quota: u32) -> Outcome {
     let started = Instant::now();
     let mut sim = Simulation::new(SimConfig {
         seed: 2026,
         latency_ms: 40,
         ..SimConfig::default()
     });
-    sim.world_mut().set_jobs_rate_quota(Some(QUOTA_PER_SECOND));
+    sim.world_mut().set_jobs_rate_quota(Some(quota));
     for i in 0..devices {
         let mut c = EngineConfig::new(&thing(i));
         c.max_jitter = Duration::from_millis(jitter_ms);
@@ -162,12 +164,16 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|j| j.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![0, 3_000, 10_000, 30_000]);
+    let quota: u32 = std::env::var("GGJH_FLEET_QUOTA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_QUOTA_PER_SECOND);
     let mut lines = vec![
-        format!("{devices} devices lose their sessions and reconnect at once through the full world (engine, nucleus connection, IoT Core, reconnect rule, Jobs service); the account accepts {QUOTA_PER_SECOND} Jobs requests/s, then RequestThrottled; 40 ms latency each way"),
+        format!("{devices} devices lose their sessions and reconnect at once through the full world (engine, nucleus connection, IoT Core, reconnect rule, Jobs service); the account accepts {quota} Jobs requests/s, then RequestThrottled; 40 ms latency each way"),
         "jitterMaxMs | peak requests/s | requests | throttled | all jobs SUCCEEDED after | MQTT messages/device | wall time | peak RSS".to_owned(),
     ];
     for jitter_ms in jitters {
-        let r = simulate(devices, jitter_ms);
+        let r = simulate(devices, jitter_ms, quota);
         let done = r.all_done_after.map_or_else(
             || format!("never ({} of {})", r.succeeded, r.devices),
             |ms| format!("{:.1} s", ms as f64 / 1000.0),

@@ -68,7 +68,7 @@ pub const ENV_DOWNLOAD_ROOTS: &str = "GGJH_DOWNLOAD_ROOTS";
 /// Why the component cannot run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("no thing name: set the configuration key thingName or run under the nucleus ({ENV_THING_NAME})")]
+    #[error("no valid thing name: set the configuration key thingName or run under the nucleus ({ENV_THING_NAME})")]
     NoThingName,
 }
 
@@ -155,11 +155,35 @@ fn absolute_paths(
         .collect()
 }
 
+/// Whether `name` is a thing name AWS IoT accepts: 1 to 128 characters of `[a-zA-Z0-9:_-]`.
+/// Anything else would put MQTT wildcards or levels into the Jobs topics built from it.
+pub fn valid_thing_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+}
+
+/// A thing name, or `None` (logged) when it is not one AWS IoT accepts.
+fn checked_thing_name(name: String, source: &str) -> Option<String> {
+    if valid_thing_name(&name) {
+        Some(name)
+    } else {
+        tracing::error!(thing_name = %name, source, "not a valid thing name ([a-zA-Z0-9:_-], 1 to 128 characters); ignored");
+        None
+    }
+}
+
 /// Resolves settings from the component configuration and the thing name from the nucleus.
 pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings, ConfigError> {
     let thing_name = text(config, "thingName")
         .filter(|t| t != THING_PLACEHOLDER)
-        .or_else(|| env_thing_name.map(str::to_owned).filter(|t| !t.is_empty()))
+        .and_then(|t| checked_thing_name(t, "thingName"))
+        .or_else(|| {
+            env_thing_name
+                .filter(|t| !t.is_empty())
+                .and_then(|t| checked_thing_name(t.to_owned(), ENV_THING_NAME))
+        })
         .ok_or(ConfigError::NoThingName)?;
     let mut engine = EngineConfig::new(&thing_name);
     let thing_name = thing_name.clone();
@@ -181,7 +205,7 @@ pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings
         engine.max_backoff = Duration::from_millis(ms.max(1000));
     }
     if let Some(s) = number(config, "safetyPollSeconds") {
-        engine.safety_poll = (s > 0).then(|| Duration::from_secs(s.max(60)));
+        engine.safety_poll = (s > 0).then(|| Duration::from_secs(s.clamp(60, 7 * 86_400)));
     }
     if let Some(n) = number(config, "maxConcurrentJobs") {
         engine.max_concurrent_jobs = n.clamp(1, 16) as usize;

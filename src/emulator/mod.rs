@@ -82,6 +82,11 @@ impl Core {
         &self.services.local
     }
 
+    /// The IPC operations of this core's nucleus (what its server serves).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
     /// Serves this core's IPC on `socket_path`. Must be called inside a tokio runtime.
     pub fn serve_ipc(&self, socket_path: &Path) -> std::io::Result<IpcServer> {
         IpcServer::bind(socket_path, Arc::clone(&self.services))

@@ -203,7 +203,7 @@ impl IpcClient {
                 })
             }
             Ok(Err(_)) => Err(IpcError::ConnectionClosed),
-            Ok(Ok(message)) => decode_response::<O::Response>(O::NAME, &message),
+            Ok(Ok(message)) => decode_reply::<O>(&message),
         }
     }
 
@@ -318,6 +318,13 @@ impl IpcClient {
             .await?
             .1)
     }
+}
+
+/// What a caller of operation `O` gets from the server's reply `message`: the response, or
+/// the error the reply stands for. The same decoding [`IpcClient::call`] applies; public so
+/// that the decoding can be exercised without a socket.
+pub fn decode_reply<O: Operation>(message: &RpcMessage) -> Result<O::Response, IpcError> {
+    decode_response::<O::Response>(O::NAME, message)
 }
 
 fn decode_response<T: for<'de> serde::Deserialize<'de>>(

@@ -229,7 +229,12 @@ impl Services {
         );
         let mut status = self.connection_status.clone();
         let current = *status.borrow_and_update();
-        let task = tokio::spawn(async move {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(service_error(
+                "connection status needs the server's runtime",
+            ));
+        };
+        let task = runtime.spawn(async move {
             let mut last = current;
             if !send(&IoTCoreConnectionStatusEvent::new(current)) {
                 return;
