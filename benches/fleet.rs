@@ -191,7 +191,12 @@ fn simulate(max_jitter: Duration) -> Outcome {
                         execution_number: run.execution_number,
                     },
                 ),
-                Action::Cancel { .. } | Action::Forget { .. } | Action::Record(_) => {}
+                Action::Cancel { .. }
+                | Action::Forget { .. }
+                | Action::Record(_)
+                | Action::Subscribe { .. }
+                | Action::Resubscribe
+                | Action::Exit { .. } => {}
             }
         }
         if let Some(deadline) = engines[device].next_deadline() {
