@@ -1,13 +1,17 @@
 //! The jobs handler's tokio shell: connects the sans-IO [`Engine`] to IPC, the [`Executor`] and
 //! the [`Journal`].
 //!
-//! Owns: subscribing to the engine's topics, feeding it messages, job results and time, carrying
-//! out its actions (publish, run, cancel, forget), recording each job durably before it runs,
+//! Owns: subscribing to the engine's topics (and to the core's IoT Core connection status where
+//! the nucleus offers it), feeding it messages, connection changes, job results and time,
+//! carrying out its actions (publish, run, cancel, forget, subscribe, resubscribe, exit),
+//! recording each job durably before it runs,
 //! recovering what the journal holds at start-up, and sleeping only until the engine's next
 //! deadline. Must not know: the Jobs API (the engine's) or how jobs run (the executor's).
 
 use crate::exec::{Executor, Progress, ProgressSink, RunContext};
-use crate::ipc::model::{ConfigurationUpdateEvents, IoTCoreMessage, Qos};
+use crate::ipc::model::{
+    ConfigurationUpdateEvents, Empty, IoTCoreMessage, Qos, SubscribeToIoTCoreConnectionStatus,
+};
 use crate::ipc::Subscription;
 use crate::ipc::{IpcClient, IpcError};
 use crate::jobs::engine::{
@@ -45,6 +49,40 @@ enum Incoming {
     Ended {
         topic: String,
     },
+    /// SubscribeToIoTCoreConnectionStatus: the core's IoT Core connection is up or down.
+    Connection {
+        connected: bool,
+    },
+    /// The nucleus does not offer SubscribeToIoTCoreConnectionStatus (refused, or the stream
+    /// ended): the reconnect rule is what tells of a reconnect.
+    ConnectionStatusUnavailable {
+        why: String,
+    },
+}
+
+/// Watches the core's IoT Core connection where the nucleus offers it, in its own task so that
+/// it delays none of the other subscriptions. Each status goes to the main loop as it comes;
+/// a refusal (an older nucleus) or the stream's end goes once.
+fn watch_connection_status(client: IpcClient, messages: mpsc::UnboundedSender<Incoming>) {
+    tokio::spawn(async move {
+        let why = match client
+            .subscribe::<SubscribeToIoTCoreConnectionStatus>(&Empty {})
+            .await
+        {
+            Ok((_, mut events)) => {
+                // The current status comes first, then every change.
+                while let Some(event) = events.recv().await {
+                    let connected = event.connected();
+                    if messages.send(Incoming::Connection { connected }).is_err() {
+                        return;
+                    }
+                }
+                "the nucleus ended the stream".to_owned()
+            }
+            Err(e) => e.to_string(),
+        };
+        let _ = messages.send(Incoming::ConnectionStatusUnavailable { why });
+    });
 }
 
 struct Finished {
@@ -352,6 +390,7 @@ pub async fn run(
     let journal: SharedJournal = Arc::new(Mutex::new(journal));
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
     let mut subscriptions = IotSubscriptions::new(messages_tx.clone());
+    watch_connection_status(client.clone(), messages_tx.clone());
     subscriptions.add(&client, engine.subscriptions()).await?;
     let mut config_events = match client.subscribe_to_configuration_update(&[]).await {
         Ok(s) => Some(s),
@@ -464,6 +503,16 @@ pub async fn run(
             message = messages.recv() => match message {
                 Some(Incoming::Message { topic, payload }) => {
                     actions = engine.handle(now(), Input::Message { topic: &topic, payload: &payload });
+                }
+                Some(Incoming::Connection { connected }) => {
+                    actions = engine.handle(now(), Input::IotConnection { connected });
+                }
+                Some(Incoming::ConnectionStatusUnavailable { why }) => {
+                    if client.is_closed() {
+                        return Err(HandlerError::IpcLost);
+                    }
+                    tracing::info!(reason = %why, "SubscribeToIoTCoreConnectionStatus is not available on this nucleus; relying on the reconnect topic to learn of reconnects");
+                    actions = engine.handle(now(), Input::IotConnectionUnknown);
                 }
                 Some(Incoming::Ended { topic }) => {
                     // Give a closing connection the chance to be seen as such.

@@ -123,6 +123,9 @@ pub enum Input<'a> {
     /// query exactly as a reconnect message does (jitter, bursts collapsed). Disconnected:
     /// noted; requests in flight are left to their response timeouts.
     IotConnection { connected: bool },
+    /// The nucleus does not report the core's IoT Core connection (SubscribeToIoTCoreConnectionStatus
+    /// refused or ended): whether the core is online is unknown from now on.
+    IotConnectionUnknown,
     /// At start-up, before [`Input::Started`]: a job the journal holds from before this
     /// process, and what the journal says about it.
     Recovered {
@@ -352,6 +355,7 @@ impl Engine {
             Input::IotConnection { connected: false } => {
                 tracing::info!("IoT Core connection is down; queries resume when it is back");
             }
+            Input::IotConnectionUnknown => {}
             Input::Recovered {
                 job_id,
                 execution_number,
