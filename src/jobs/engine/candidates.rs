@@ -41,13 +41,14 @@ impl Engine {
         // Foreign executions that are no longer pending need not be remembered.
         self.foreign.retain(|k| listed.contains(k));
         self.settle_recovered(&listed, out);
+        self.keep_set_aside(&listed.iter().map(|(job, _)| job.clone()).collect());
 
         let mut candidates = VecDeque::new();
         for s in list.in_progress_jobs.iter().chain(list.queued_jobs.iter()) {
             let known_foreign = self
                 .foreign
                 .contains(&(s.job_id.clone(), s.execution_number));
-            if !known_foreign && !self.is_active(&s.job_id) {
+            if !known_foreign && !self.is_active(&s.job_id) && !self.is_set_aside(now, &s.job_id) {
                 candidates.push_back(s.job_id.clone());
             }
         }

@@ -33,11 +33,13 @@
 
 mod active;
 mod candidates;
+mod oversize;
 mod query;
 mod recovery;
 mod rejections;
 mod requests;
 mod responses;
+mod silence;
 
 pub use super::job::{JobOutcome, JobRun, Millis, Recovered};
 pub use candidates::MAX_LISTED_QUEUED;
@@ -47,6 +49,7 @@ use super::topics::JobsTopics;
 use active::Active;
 use query::QueryState;
 use requests::{InFlight, Retry};
+use silence::{Connection, Silence};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -75,6 +78,18 @@ pub struct EngineConfig {
     pub step_timeout_minutes: Option<i64>,
     /// Jobs run at the same time (1: one after the other).
     pub max_concurrent_jobs: usize,
+    /// Unanswered describes of one job in a row before a describe without the document checks
+    /// whether the answer is too large to reach the core.
+    pub oversize_after: u32,
+    /// How long a job whose description is too large is set aside.
+    pub oversize_backoff: Duration,
+    /// Silent requests in a row (no message of any kind since each was sent) before the
+    /// subscriptions are re-created, and again after that before the process exits.
+    pub deaf_after: u32,
+    /// Silence before the process exits (after resubscribing) with ConnectionStatus CONNECTED.
+    pub deaf_exit_after: Duration,
+    /// The same where the nucleus does not report the connection.
+    pub deaf_exit_unknown_after: Duration,
 }
 
 impl EngineConfig {
@@ -90,6 +105,11 @@ impl EngineConfig {
             safety_poll: None,
             step_timeout_minutes: None,
             max_concurrent_jobs: 1,
+            oversize_after: 3,
+            oversize_backoff: Duration::from_secs(3600),
+            deaf_after: 4,
+            deaf_exit_after: Duration::from_secs(3600),
+            deaf_exit_unknown_after: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -223,6 +243,12 @@ pub struct Engine {
     /// The queued executions of the last pending list when it was full (the API's limit):
     /// checked once the walk ends, to warn when all of them were foreign.
     full_list: Vec<(String, i64)>,
+    /// Whether messages reach the engine at all.
+    silence: Silence,
+    /// Jobs whose description is too large to reach the core, until when they are set aside.
+    set_aside: BTreeMap<String, Millis>,
+    /// Jobs already named in the too-large warning (one WARN per job).
+    oversize_warned: BTreeSet<String>,
 }
 
 fn ms(d: Duration) -> Millis {
@@ -252,6 +278,9 @@ impl Engine {
             start_tokens: BTreeMap::new(),
             unconfirmed_starts: BTreeMap::new(),
             full_list: Vec::new(),
+            silence: Silence::new(),
+            set_aside: BTreeMap::new(),
+            oversize_warned: BTreeSet::new(),
         }
     }
 
@@ -307,6 +336,7 @@ impl Engine {
             self.in_flight.values().map(|f| f.deadline).min(),
             self.retries.iter().map(|r| r.at).min(),
             self.next_safety_poll,
+            self.next_look_again(),
         ]
         .into_iter()
         .flatten()
@@ -324,6 +354,7 @@ impl Engine {
         match input {
             Input::Started => {
                 tracing::info!(thing = %self.config.thing_name, "jobs handler started; querying pending jobs");
+                self.listening_from(now);
                 self.schedule_query(now, true);
                 if let Some(every) = self.config.safety_poll {
                     self.next_safety_poll = Some(now + ms(every));
@@ -350,12 +381,14 @@ impl Engine {
             }
             Input::IotConnection { connected: true } => {
                 tracing::info!("IoT Core connection is up: re-querying jobs");
+                self.connection_reported(now, Connection::Up);
                 self.schedule_query(now, true);
             }
             Input::IotConnection { connected: false } => {
                 tracing::info!("IoT Core connection is down; queries resume when it is back");
+                self.connection_reported(now, Connection::Down);
             }
-            Input::IotConnectionUnknown => {}
+            Input::IotConnectionUnknown => self.connection_reported(now, Connection::Unknown),
             Input::Recovered {
                 job_id,
                 execution_number,
@@ -369,3 +402,6 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod silence_tests;

@@ -59,6 +59,7 @@ impl Engine {
                 self.schedule_query(now, false);
             }
         }
+        self.look_again_due(now);
         self.start_due_query(now, out);
         self.expire_requests(now, out);
         self.send_due_retries(now, out);

@@ -32,7 +32,7 @@ impl Engine {
                 tracing::error!(?code, %message, "GetPendingJobExecutions rejected; retrying later");
                 self.retry_later(now, Request::GetPending, flight.attempt);
             }
-            Request::Describe { job_id } => {
+            Request::Describe { job_id } | Request::SizeProbe { job_id } => {
                 tracing::info!(job_id = %job_id, ?code, "candidate cannot be described; skipping it");
                 self.next_candidate(now, out);
             }

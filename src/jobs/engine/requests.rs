@@ -39,6 +39,12 @@ pub(super) enum Request {
     CheckActive {
         job_id: String,
     },
+    /// Describe a candidate without its document, after its describe went unanswered
+    /// [`super::EngineConfig::oversize_after`] times in a row: an answer shows that the link
+    /// works and the full answer is too large to reach the core.
+    SizeProbe {
+        job_id: String,
+    },
     /// IN_PROGRESS with the running job's progress in statusDetails.
     Progress {
         job_id: String,
@@ -51,6 +57,7 @@ impl Request {
         match self {
             Self::GetPending => "GetPendingJobExecutions",
             Self::Describe { .. } | Self::CheckActive { .. } => "DescribeJobExecution",
+            Self::SizeProbe { .. } => "DescribeJobExecution(without document)",
             Self::Start { .. } => "UpdateJobExecution(IN_PROGRESS)",
             Self::Finish { .. } => "UpdateJobExecution(result)",
             Self::Progress { .. } => "UpdateJobExecution(progress)",
@@ -61,13 +68,17 @@ impl Request {
 pub(super) struct InFlight {
     pub(super) request: Request,
     pub(super) attempt: u32,
+    pub(super) sent_at: Millis,
     pub(super) deadline: Millis,
+    /// Attempts of this request before this one that got no answer at all, in a row.
+    pub(super) timeouts: u32,
 }
 
 pub(super) struct Retry {
     pub(super) at: Millis,
     pub(super) request: Request,
     pub(super) attempt: u32,
+    pub(super) timeouts: u32,
 }
 
 /// Longest `clientToken` the service accepts.
@@ -82,6 +93,12 @@ impl Engine {
     /// Retries after a missing or unusable response: the delay doubles per attempt up to
     /// `max_backoff`, plus up to half of it again at random.
     pub(super) fn retry_later(&mut self, now: Millis, request: Request, attempt: u32) {
+        self.retry_unanswered(now, request, attempt, 0);
+    }
+
+    /// [`Self::retry_later`] for a request whose attempts got no answer `timeouts` times in a
+    /// row.
+    fn retry_unanswered(&mut self, now: Millis, request: Request, attempt: u32, timeouts: u32) {
         let base = ms(self.config.base_backoff).max(1);
         let cap = ms(self.config.max_backoff).max(base);
         let delay = base.saturating_mul(1u64 << attempt.min(20)).min(cap);
@@ -90,6 +107,7 @@ impl Engine {
             at: now + delay + spread,
             request,
             attempt,
+            timeouts,
         });
     }
 
@@ -104,6 +122,7 @@ impl Engine {
             at: now + wait,
             request,
             attempt,
+            timeouts: 0,
         });
     }
 
@@ -134,6 +153,19 @@ impl Engine {
         attempt: u32,
         out: &mut Vec<Action>,
     ) {
+        self.send_counted(now, request, attempt, 0, out);
+    }
+
+    /// [`Self::send`] for a request whose earlier attempts got no answer `timeouts` times in a
+    /// row.
+    fn send_counted(
+        &mut self,
+        now: Millis,
+        request: Request,
+        attempt: u32,
+        timeouts: u32,
+        out: &mut Vec<Action>,
+    ) {
         let token = self.token();
         let (topic, payload) = match &request {
             Request::GetPending => (
@@ -142,11 +174,20 @@ impl Engine {
                     client_token: Some(token.clone()),
                 }),
             ),
-            Request::Describe { job_id } | Request::CheckActive { job_id } => (
+            Request::Describe { job_id } => (
                 self.topics.describe(job_id),
                 to_json(&DescribeRequest {
                     execution_number: None,
                     include_job_document: Some(true),
+                    client_token: Some(token.clone()),
+                }),
+            ),
+            // Neither needs the document, and without it the answer is always small.
+            Request::CheckActive { job_id } | Request::SizeProbe { job_id } => (
+                self.topics.describe(job_id),
+                to_json(&DescribeRequest {
+                    execution_number: None,
+                    include_job_document: Some(false),
                     client_token: Some(token.clone()),
                 }),
             ),
@@ -234,7 +275,9 @@ impl Engine {
             InFlight {
                 request,
                 attempt,
+                sent_at: now,
                 deadline: now + ms(self.config.response_timeout),
+                timeouts,
             },
         );
     }
@@ -262,7 +305,18 @@ impl Engine {
                     attempt = f.attempt + 1,
                     "no response in time; will retry"
                 );
-                self.retry_later(now, f.request, f.attempt);
+                self.unanswered(now, f.sent_at, out);
+                let timeouts = f.timeouts + 1;
+                match f.request {
+                    // The one answer that carries a job document: too large for the core?
+                    Request::Describe { job_id } if timeouts >= self.config.oversize_after => {
+                        self.send(now, Request::SizeProbe { job_id }, 0, out);
+                    }
+                    Request::SizeProbe { job_id } => {
+                        self.retry_later(now, Request::Describe { job_id }, f.attempt);
+                    }
+                    request => self.retry_unanswered(now, request, f.attempt, timeouts),
+                }
             }
         }
     }
@@ -276,7 +330,7 @@ impl Engine {
         // Stable: equal times keep the order they were scheduled in.
         due.sort_by_key(|r| r.at);
         for r in due {
-            self.send(now, r.request, r.attempt + 1, out);
+            self.send_counted(now, r.request, r.attempt + 1, r.timeouts, out);
         }
     }
 }

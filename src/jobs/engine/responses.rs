@@ -19,6 +19,8 @@ impl Engine {
         payload: &[u8],
         out: &mut Vec<Action>,
     ) {
+        // Whatever it is, a message shows that the subscriptions work.
+        self.heard(now);
         if topic == self.config.reconnect_topic {
             tracing::info!(%topic, "reconnect message: the connection came back, re-querying jobs");
             self.schedule_query(now, true);
@@ -94,6 +96,7 @@ impl Engine {
                     Err(e) => self.on_undecodable_candidate(now, &job_id, payload, &e, out),
                 }
             }
+            Request::SizeProbe { job_id } => self.answer_too_large(now, &job_id, out),
             Request::Progress { job_id, .. } => {
                 let state = serde_json::from_slice::<UpdateAccepted>(payload)
                     .ok()
