@@ -198,3 +198,105 @@ async fn a_nucleus_without_connection_status_falls_back_to_the_rule_and_says_so_
     assert_eq!(log.matches(fallback).count(), 1, "{log}");
     assert!(log.contains("reconnect message"), "{log}");
 }
+
+/// Waits until the component's log holds `line`.
+async fn wait_log(s: &Setup, line: &str) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !s.log().contains(line) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {line:?} in the log:\n{}", s.log()));
+}
+
+fn impatient() -> Value {
+    json!({"jitterMaxMs": 0, "responseTimeoutMs": 300, "maxBackoffMs": 1000})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_closed_silently_are_recreated_and_jobs_run_again() {
+    let s = setup(EmulatorOptions::default(), impatient());
+    let mut handler = s.spawn();
+    s.running().await;
+    s.create("before", json!({"operation": "echo"}));
+    s.wait_status("before", JobStatus::Succeeded).await;
+    // What nucleus lite does when its iotcored restarts: the streams stay open, deaf.
+    assert!(s.emulator.default_core().close_iot_subscriptions_silently() >= 11);
+    s.emulator.world().disconnect_nucleus();
+    wait_log(&s, "IoT Core connection is down").await;
+    s.emulator.world().reconnect_nucleus(false);
+    // CONNECTED makes the component query; nothing answers it.
+    wait_log(&s, "IoT Core subscriptions re-created").await;
+    s.create("after", json!({"operation": "add", "a": 2, "b": 2}));
+    s.wait_status("after", JobStatus::Succeeded).await;
+    assert!(handler.try_wait().unwrap().is_none(), "still running");
+    assert_eq!(
+        s.log()
+            .matches("re-creating the IoT Core subscriptions")
+            .count(),
+        1,
+        "{}",
+        s.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_offline_for_long_never_makes_the_component_exit() {
+    let mut config = impatient();
+    config["deafExitSeconds"] = json!(1);
+    config["deafExitWithoutStatusSeconds"] = json!(1);
+    let s = setup(EmulatorOptions::default(), config);
+    s.emulator.world().disconnect_nucleus();
+    s.create("queued", json!({"operation": "echo"}));
+    let mut handler = s.spawn();
+    s.running().await;
+    // Many unanswered queries, far past both exit limits, all while DISCONNECTED.
+    wait_log(&s, "attempt=8").await;
+    assert!(handler.try_wait().unwrap().is_none(), "{}", s.log());
+    let log = s.log();
+    assert!(
+        !log.contains("re-creating the IoT Core subscriptions"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("exiting so that the nucleus restarts"),
+        "{log}"
+    );
+    s.emulator.world().reconnect_nucleus(false);
+    s.wait_status("queued", JobStatus::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_resubscribing_does_not_help_the_component_exits_non_zero() {
+    let mut config = impatient();
+    config["deafExitWithoutStatusSeconds"] = json!(3);
+    let s = setup(
+        EmulatorOptions {
+            connection_status: false,
+            ..EmulatorOptions::default()
+        },
+        config,
+    );
+    let mut handler = s.spawn();
+    s.running().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // IoT Core stops delivering anything to the core, resubscribed or not.
+    s.emulator.world().disconnect_nucleus();
+    s.emulator.world().reconnect_nucleus(true);
+    s.emulator.world().disconnect_nucleus();
+    let status = tokio::time::timeout(Duration::from_secs(30), handler.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the component did not exit:\n{}", s.log()))
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{}", s.log());
+    let log = s.log();
+    assert!(
+        log.contains("re-creating the IoT Core subscriptions"),
+        "{log}"
+    );
+    assert!(
+        log.contains("exiting so that the nucleus restarts"),
+        "{log}"
+    );
+}
