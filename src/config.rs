@@ -22,6 +22,8 @@ pub const CONFIGURATION_KEYS: &[&str] = &[
     "responseTimeoutMs",
     "maxBackoffMs",
     "safetyPollSeconds",
+    "deafExitSeconds",
+    "deafExitWithoutStatusSeconds",
     "stepTimeoutMinutes",
     "maxConcurrentJobs",
     "handlerDirectory",
@@ -207,6 +209,12 @@ pub fn settings(config: &Value, env_thing_name: Option<&str>) -> Result<Settings
     if let Some(s) = number(config, "safetyPollSeconds") {
         engine.safety_poll = (s > 0).then(|| Duration::from_secs(s.clamp(60, 7 * 86_400)));
     }
+    if let Some(s) = number(config, "deafExitSeconds") {
+        engine.deaf_exit_after = Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = number(config, "deafExitWithoutStatusSeconds") {
+        engine.deaf_exit_unknown_after = Duration::from_secs(s.max(1));
+    }
     if let Some(n) = number(config, "maxConcurrentJobs") {
         engine.max_concurrent_jobs = n.clamp(1, 16) as usize;
     }
@@ -293,6 +301,18 @@ mod tests {
         assert_eq!(s.engine.thing_name, "core-1");
         assert_eq!(s.engine.reconnect_topic, "reconnect/core-1");
         assert_eq!(s.engine.safety_poll, None);
+        assert_eq!(s.engine.deaf_exit_after, Duration::from_secs(3600));
+        assert_eq!(
+            s.engine.deaf_exit_unknown_after,
+            Duration::from_secs(21_600)
+        );
+        let s = settings(
+            &json!({"deafExitSeconds": "120", "deafExitWithoutStatusSeconds": 600}),
+            Some("core-1"),
+        )
+        .unwrap();
+        assert_eq!(s.engine.deaf_exit_after, Duration::from_secs(120));
+        assert_eq!(s.engine.deaf_exit_unknown_after, Duration::from_secs(600));
         let s = settings(
             &json!({"thingName": "{iot:thingName}", "reconnectTopic": "fleet/{iot:thingName}/up",
                     "jitterMaxMs": "250", "safetyPollSeconds": 600, "stepTimeoutMinutes": 30, "logLevel": "debug"}),

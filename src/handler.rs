@@ -1,22 +1,29 @@
 //! The jobs handler's tokio shell: connects the sans-IO [`Engine`] to IPC, the [`Executor`] and
 //! the [`Journal`].
 //!
-//! Owns: subscribing to the engine's topics, feeding it messages, job results and time, carrying
-//! out its actions (publish, run, cancel, forget), recording each job durably before it runs,
+//! Owns: subscribing to the engine's topics (and to the core's IoT Core connection status where
+//! the nucleus offers it), feeding it messages, connection changes, job results and time,
+//! carrying out its actions (publish, run, cancel, forget, subscribe, resubscribe, exit),
+//! recording each job durably before it runs,
 //! recovering what the journal holds at start-up, and sleeping only until the engine's next
 //! deadline. Must not know: the Jobs API (the engine's) or how jobs run (the executor's).
 
 use crate::exec::{Executor, Progress, ProgressSink, RunContext};
-use crate::ipc::model::{ConfigurationUpdateEvents, IoTCoreMessage, Qos};
+use crate::ipc::model::{
+    ConfigurationUpdateEvents, Empty, IoTCoreMessage, Qos, SubscribeToIoTCoreConnectionStatus,
+};
 use crate::ipc::Subscription;
 use crate::ipc::{IpcClient, IpcError};
-use crate::jobs::engine::{Action, Engine, Input, JobOutcome, JobRun, Millis, Record};
+use crate::jobs::engine::{
+    Action, Engine, EngineConfig, Input, JobOutcome, JobRun, Millis, Record,
+};
 use crate::journal::{self, InFlightJob, Journal, Phase};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Why the handler stopped.
@@ -28,6 +35,8 @@ pub enum HandlerError {
     IpcLost,
     #[error("the nucleus ended the subscription to {0}; restarting rather than missing messages")]
     SubscriptionEnded(String),
+    #[error("IoT Core messages stopped reaching the component: {0}")]
+    Deaf(String),
 }
 
 /// What a subscription forwards to the main loop.
@@ -40,6 +49,40 @@ enum Incoming {
     Ended {
         topic: String,
     },
+    /// SubscribeToIoTCoreConnectionStatus: the core's IoT Core connection is up or down.
+    Connection {
+        connected: bool,
+    },
+    /// The nucleus does not offer SubscribeToIoTCoreConnectionStatus (refused, or the stream
+    /// ended): the reconnect rule is what tells of a reconnect.
+    ConnectionStatusUnavailable {
+        why: String,
+    },
+}
+
+/// Watches the core's IoT Core connection where the nucleus offers it, in its own task so that
+/// it delays none of the other subscriptions. Each status goes to the main loop as it comes;
+/// a refusal (an older nucleus) or the stream's end goes once.
+fn watch_connection_status(client: IpcClient, messages: mpsc::UnboundedSender<Incoming>) {
+    tokio::spawn(async move {
+        let why = match client
+            .subscribe::<SubscribeToIoTCoreConnectionStatus>(&Empty {})
+            .await
+        {
+            Ok((_, mut events)) => {
+                // The current status comes first, then every change.
+                while let Some(event) = events.recv().await {
+                    let connected = event.connected();
+                    if messages.send(Incoming::Connection { connected }).is_err() {
+                        return;
+                    }
+                }
+                "the nucleus ended the stream".to_owned()
+            }
+            Err(e) => e.to_string(),
+        };
+        let _ = messages.send(Incoming::ConnectionStatusUnavailable { why });
+    });
 }
 
 struct Finished {
@@ -54,38 +97,62 @@ fn lock(journal: &SharedJournal) -> MutexGuard<'_, Journal> {
     journal.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Subscribes to every topic the engine needs; returns once all are accepted.
-async fn subscribe_all(
-    client: &IpcClient,
-    topics: Vec<String>,
+/// The component's IoT Core subscriptions and the tasks that forward their messages.
+///
+/// Call contract: [`IotSubscriptions::add`] returns once every filter is accepted;
+/// [`IotSubscriptions::renew`] ends every stream first (awaited, so the nucleus lets its filters
+/// go before they are asked for again) and then subscribes afresh. A stream ended by `renew`
+/// reports nothing; one the nucleus ends reports [`Incoming::Ended`].
+struct IotSubscriptions {
+    forwarders: Vec<JoinHandle<()>>,
     messages: mpsc::UnboundedSender<Incoming>,
-) -> Result<(), HandlerError> {
-    // All subscriptions in flight at once: one round trip, not one per topic.
-    let requests = topics
-        .iter()
-        .map(|topic| client.subscribe_to_iot_core(topic, Qos::AtLeastOnce));
-    let results = futures_util::future::join_all(requests).await;
-    for (topic, result) in topics.into_iter().zip(results) {
-        let mut subscription = result.map_err(|source| HandlerError::Subscribe {
-            topic: topic.clone(),
-            source,
-        })?;
-        let messages = messages.clone();
-        tokio::spawn(async move {
-            while let Some(IoTCoreMessage::Message(m)) = subscription.recv().await {
-                let payload = m.payload().to_vec();
-                let message = Incoming::Message {
-                    topic: m.topic_name,
-                    payload,
-                };
-                if messages.send(message).is_err() {
-                    return;
-                }
-            }
-            let _ = messages.send(Incoming::Ended { topic });
-        });
+}
+
+impl IotSubscriptions {
+    fn new(messages: mpsc::UnboundedSender<Incoming>) -> Self {
+        Self {
+            forwarders: Vec::new(),
+            messages,
+        }
     }
-    Ok(())
+
+    async fn add(&mut self, client: &IpcClient, topics: Vec<String>) -> Result<(), HandlerError> {
+        // All subscriptions in flight at once: one round trip, not one per topic.
+        let requests = topics
+            .iter()
+            .map(|topic| client.subscribe_to_iot_core(topic, Qos::AtLeastOnce));
+        let results = futures_util::future::join_all(requests).await;
+        for (topic, result) in topics.into_iter().zip(results) {
+            let mut subscription = result.map_err(|source| HandlerError::Subscribe {
+                topic: topic.clone(),
+                source,
+            })?;
+            let messages = self.messages.clone();
+            self.forwarders.push(tokio::spawn(async move {
+                while let Some(IoTCoreMessage::Message(m)) = subscription.recv().await {
+                    let payload = m.payload().to_vec();
+                    let message = Incoming::Message {
+                        topic: m.topic_name,
+                        payload,
+                    };
+                    if messages.send(message).is_err() {
+                        return;
+                    }
+                }
+                let _ = messages.send(Incoming::Ended { topic });
+            }));
+        }
+        Ok(())
+    }
+
+    async fn renew(&mut self, client: &IpcClient, topics: Vec<String>) -> Result<(), HandlerError> {
+        for forwarder in self.forwarders.drain(..) {
+            forwarder.abort();
+            // Dropping the subscription (inside the task) asks the nucleus to end the stream.
+            let _ = forwarder.await;
+        }
+        self.add(client, topics).await
+    }
 }
 
 /// Tells the engine what the journal says about every job left in it, killing what is left of
@@ -274,10 +341,8 @@ impl Running {
 async fn apply_configuration(
     client: &IpcClient,
     env_thing: Option<&str>,
-    engine: &mut Engine,
     executor: &Arc<dyn Executor>,
-    now: Millis,
-) -> Option<String> {
+) -> Option<EngineConfig> {
     let value = match client.get_configuration(&[]).await {
         Ok(r) => r.value.unwrap_or_default(),
         Err(e) => {
@@ -296,7 +361,7 @@ async fn apply_configuration(
         crate::logging::configure(&settings.log_level, &settings.log_format);
     }
     executor.reconfigure(&settings.exec);
-    engine.reconfigure(now, settings.engine)
+    Some(settings.engine)
 }
 
 async fn next_config_event(
@@ -324,7 +389,9 @@ pub async fn run(
     let mut actions = recover_from_journal(&mut engine, &journal, now());
     let journal: SharedJournal = Arc::new(Mutex::new(journal));
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
-    subscribe_all(&client, engine.subscriptions(), messages_tx.clone()).await?;
+    let mut subscriptions = IotSubscriptions::new(messages_tx.clone());
+    watch_connection_status(client.clone(), messages_tx.clone());
+    subscriptions.add(&client, engine.subscriptions()).await?;
     let mut config_events = match client.subscribe_to_configuration_update(&[]).await {
         Ok(s) => Some(s),
         Err(e) => {
@@ -378,6 +445,20 @@ pub async fn run(
                         tracing::error!(%job_id, error = %e, "journal write failed");
                     }
                 }
+                Action::Subscribe { topics } => {
+                    if let Err(e) = subscriptions.add(&client, topics).await {
+                        tracing::error!(error = %e, "cannot subscribe to the new reconnect topic");
+                    }
+                }
+                Action::Resubscribe => {
+                    tracing::warn!("dropping and re-creating every IoT Core subscription");
+                    subscriptions.renew(&client, engine.subscriptions()).await?;
+                    tracing::info!("IoT Core subscriptions re-created");
+                }
+                Action::Exit { reason } => {
+                    stop_running(&mut running, &mut finished).await;
+                    return Err(HandlerError::Deaf(reason));
+                }
             }
         }
         let deadline = engine
@@ -386,20 +467,7 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = &mut shutdown => {
-                // Stop the work (its process trees are killed); the journal keeps the entries,
-                // so the next start reports these jobs honestly.
-                let stopping = running.cancels.len();
-                for cancel in running.cancels.values() {
-                    let _ = cancel.send(true);
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    for _ in 0..stopping {
-                        if finished.recv().await.is_none() {
-                            break;
-                        }
-                    }
-                })
-                .await;
+                stop_running(&mut running, &mut finished).await;
                 return Ok(());
             }
             _ = client.closed() => return Err(HandlerError::IpcLost),
@@ -417,10 +485,8 @@ pub async fn run(
                     }
                 }
                 tracing::info!("configuration updated");
-                if let Some(topic) = apply_configuration(&client, env_thing.as_deref(), &mut engine, &executor, now()).await {
-                    if let Err(e) = subscribe_all(&client, vec![topic.clone()], messages_tx.clone()).await {
-                        tracing::error!(%topic, error = %e, "cannot subscribe to the new reconnect topic");
-                    }
+                if let Some(config) = apply_configuration(&client, env_thing.as_deref(), &executor).await {
+                    actions = engine.handle(now(), Input::Reconfigure(config));
                 }
             }
             Some(done) = finished.recv() => {
@@ -438,6 +504,16 @@ pub async fn run(
                 Some(Incoming::Message { topic, payload }) => {
                     actions = engine.handle(now(), Input::Message { topic: &topic, payload: &payload });
                 }
+                Some(Incoming::Connection { connected }) => {
+                    actions = engine.handle(now(), Input::IotConnection { connected });
+                }
+                Some(Incoming::ConnectionStatusUnavailable { why }) => {
+                    if client.is_closed() {
+                        return Err(HandlerError::IpcLost);
+                    }
+                    tracing::info!(reason = %why, "SubscribeToIoTCoreConnectionStatus is not available on this nucleus; relying on the reconnect topic to learn of reconnects");
+                    actions = engine.handle(now(), Input::IotConnectionUnknown);
+                }
                 Some(Incoming::Ended { topic }) => {
                     // Give a closing connection the chance to be seen as such.
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -454,6 +530,23 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Stops the work (its process trees are killed); the journal keeps the entries, so the next
+/// start reports these jobs honestly.
+async fn stop_running(running: &mut Running, finished: &mut mpsc::UnboundedReceiver<Finished>) {
+    let stopping = running.cancels.len();
+    for cancel in running.cancels.values() {
+        let _ = cancel.send(true);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        for _ in 0..stopping {
+            if finished.recv().await.is_none() {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

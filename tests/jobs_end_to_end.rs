@@ -1,12 +1,13 @@
 //! The component binary against the emulator over the real IPC socket: jobs run end to end,
 //! a job queued during a clean-session disconnect is recovered through the reconnect rule, the
-//! same job is stranded without the rule, and the nucleus's deployment jobs are left alone.
+//! same job is stranded without the rule on a nucleus without ConnectionStatus, and the
+//! nucleus's deployment jobs are left alone.
 
 mod common;
 
 use common::*;
 use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
-use greengrass_jobs_handler::emulator::Emulator;
+use greengrass_jobs_handler::emulator::{Emulator, EmulatorOptions};
 use greengrass_jobs_handler::jobs::messages::JobStatus;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -26,9 +27,19 @@ struct Setup {
 }
 
 fn setup(rule: bool, config: Value) -> Setup {
+    setup_with(rule, true, config)
+}
+
+/// `connection_status`: whether the nucleus serves SubscribeToIoTCoreConnectionStatus.
+fn setup_with(rule: bool, connection_status: bool, config: Value) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ipc.socket");
-    let emulator = Emulator::with_thing(THING, rule);
+    let emulator = Emulator::with_options(EmulatorOptions {
+        thing: THING.into(),
+        reconnect_rule: rule,
+        connection_status,
+        ..EmulatorOptions::default()
+    });
     emulator.nucleus().register(COMPONENT, TOKEN, config);
     let server = emulator.serve_ipc(&socket).unwrap();
     Setup {
@@ -159,11 +170,12 @@ async fn job_queued_during_a_clean_session_disconnect_is_recovered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_reconnect_rule_the_same_job_is_stranded() {
-    let s = setup(false, quick());
+async fn without_the_reconnect_rule_or_connection_status_the_same_job_is_stranded() {
+    let s = setup_with(false, false, quick());
     let _handler = spawn_handler(&s);
     queue_during_clean_disconnect(&s).await;
-    // The notify-next was lost with the clean session, and nothing tells the handler to look.
+    // The notify-next was lost with the clean session, and nothing tells the handler to look:
+    // no reconnect message, and a nucleus without SubscribeToIoTCoreConnectionStatus.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         status(&s, "while-away").map(|x| x.0),
@@ -573,7 +585,8 @@ async fn a_retried_job_runs_again_under_a_new_execution_number() {
 async fn a_reconnect_topic_on_a_second_nucleus_connection_never_fires() {
     use greengrass_jobs_handler::ipc::model::Qos;
     use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient};
-    let s = setup(true, quick());
+    // A nucleus without ConnectionStatus: the reconnect rule is the only signal.
+    let s = setup_with(true, false, quick());
     // Another component already holds 45 of the first connection's 50 subscriptions.
     s.emulator
         .nucleus()

@@ -19,6 +19,7 @@ use cloud::rules::Rule;
 use nucleus::bus::TopicBus;
 use nucleus::ipc_server::IpcServer;
 use nucleus::ipc_services::Services;
+use nucleus::profile::NucleusProfile;
 use nucleus::Nucleus;
 use shared_world::{CoreEndpoints, SharedWorld};
 use std::collections::BTreeMap;
@@ -44,6 +45,12 @@ pub struct EmulatorOptions {
     pub start_ms: u64,
     /// Whether each nucleus makes its own deployment-jobs traffic, as the Java nucleus does.
     pub nucleus_jobs: bool,
+    /// The runtime every core's nucleus behaves like (`--nucleus java|lite`).
+    pub nucleus: NucleusProfile,
+    /// Serve SubscribeToIoTCoreConnectionStatus (as the Java nucleus with it and nucleus lite
+    /// 2.7 do); false refuses it, as released nuclei without it do. [`NucleusProfile::Lite`]
+    /// refuses it whatever this says.
+    pub connection_status: bool,
 }
 
 impl Default for EmulatorOptions {
@@ -55,6 +62,8 @@ impl Default for EmulatorOptions {
             seed: 0,
             start_ms: 1_767_225_600_000,
             nucleus_jobs: true,
+            nucleus: NucleusProfile::Java,
+            connection_status: true,
         }
     }
 }
@@ -91,12 +100,19 @@ impl Core {
     pub fn serve_ipc(&self, socket_path: &Path) -> std::io::Result<IpcServer> {
         IpcServer::bind(socket_path, Arc::clone(&self.services))
     }
+
+    /// Closes every component's IoT Core subscriptions the way nucleus lite's ggipcd does after
+    /// an iotcored restart: the streams stay open and receive nothing more. Returns how many.
+    pub fn close_iot_subscriptions_silently(&self) -> usize {
+        self.services.close_iot_subscriptions_silently()
+    }
 }
 
 /// A running emulator: the world, and the cores on it.
 pub struct Emulator {
     world: Arc<SharedWorld>,
     nucleus_jobs: bool,
+    runtime: Runtime,
     default_core: Arc<Core>,
     cores: Mutex<BTreeMap<String, Arc<Core>>>,
     timers: Mutex<Option<JoinHandle<()>>>,
@@ -138,7 +154,8 @@ impl Emulator {
             EmulatorClock::new(options.clock, options.start_ms),
             &options.thing,
         ));
-        let default_core = new_core(&world, &options.thing, options.nucleus_jobs);
+        let runtime = Runtime::of(&options);
+        let default_core = new_core(&world, &options.thing, options.nucleus_jobs, runtime);
         if let Err(e) = &default_core.1 {
             tracing::error!(error = %e, "invalid thing name for the emulator");
         }
@@ -148,6 +165,7 @@ impl Emulator {
         Self {
             world,
             nucleus_jobs: options.nucleus_jobs,
+            runtime,
             default_core,
             cores: Mutex::new(cores),
             timers: Mutex::new(None),
@@ -163,7 +181,7 @@ impl Emulator {
         if let Some(core) = self.cores().get(thing) {
             return Ok(Arc::clone(core));
         }
-        let (core, result) = new_core(&self.world, thing, self.nucleus_jobs);
+        let (core, result) = new_core(&self.world, thing, self.nucleus_jobs, self.runtime);
         result?;
         self.cores().insert(thing.to_owned(), Arc::clone(&core));
         Ok(core)
@@ -218,10 +236,28 @@ impl Emulator {
     }
 }
 
+/// What every core's nucleus does where the runtimes differ.
+#[derive(Debug, Clone, Copy)]
+struct Runtime {
+    max_inbound_packet: Option<usize>,
+    serves_connection_status: bool,
+}
+
+impl Runtime {
+    fn of(options: &EmulatorOptions) -> Self {
+        Self {
+            max_inbound_packet: options.nucleus.max_inbound_packet(),
+            serves_connection_status: options.connection_status
+                && options.nucleus.serves_connection_status(),
+        }
+    }
+}
+
 fn new_core(
     world: &Arc<SharedWorld>,
     thing: &str,
     nucleus_jobs: bool,
+    runtime: Runtime,
 ) -> (Arc<Core>, Result<(), ControlError>) {
     let iot = Arc::new(TopicBus::default());
     let (status, status_rx) = tokio::sync::watch::channel(false);
@@ -230,6 +266,7 @@ fn new_core(
         CoreEndpoints {
             inbox: Arc::clone(&iot),
             status,
+            max_inbound_packet: runtime.max_inbound_packet,
         },
         nucleus_jobs,
     );
@@ -240,6 +277,8 @@ fn new_core(
         world: Arc::clone(world),
         core: thing.to_owned(),
         connection_status: status_rx,
+        serves_connection_status: runtime.serves_connection_status,
+        iot_generation: Arc::default(),
     });
     (Arc::new(Core { services }), result)
 }

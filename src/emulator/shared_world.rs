@@ -12,6 +12,7 @@
 use super::clock::{ClockMode, EmulatorClock};
 use super::cloud::jobs_service::{ControlError, JobsService, NewJob, Output as JobsOutput};
 use super::nucleus::bus::TopicBus;
+use super::nucleus::profile::publish_packet_size;
 use super::world::{Millis, Output, World};
 use crate::ipc::model::MqttMessage;
 use std::collections::BTreeMap;
@@ -26,6 +27,9 @@ pub struct CoreEndpoints {
     pub inbox: Arc<TopicBus<MqttMessage>>,
     /// Whether the core's IoT Core connection is up.
     pub status: watch::Sender<bool>,
+    /// The largest MQTT packet the core's client accepts; IoT Core drops larger messages to it
+    /// without a word (nucleus lite announces 5,000 bytes).
+    pub max_inbound_packet: Option<usize>,
 }
 
 struct Inner {
@@ -91,6 +95,11 @@ impl SharedWorld {
                     payload,
                 } => {
                     if let Some(c) = inner.cores.get(&core) {
+                        let size = publish_packet_size(&topic, payload.len());
+                        if c.max_inbound_packet.is_some_and(|max| size > max) {
+                            tracing::info!(%core, %topic, size, "message over the core's maximum packet size dropped");
+                            continue;
+                        }
                         let message = MqttMessage::new(topic.clone(), payload);
                         c.inbox.publish(&topic, 0, &message);
                     }

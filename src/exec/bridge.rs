@@ -13,7 +13,7 @@
 use super::{failed, RunContext};
 use crate::ipc::model::{PublishMessage, SubscriptionResponseMessage};
 use crate::ipc::{IpcClient, IpcError};
-use crate::jobs::engine::{JobOutcome, JobRun};
+use crate::jobs::job::{JobOutcome, JobRun};
 use crate::jobs::messages::{JobStatus, StatusDetails};
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 //! which owns the reboot command. Must not know: the Jobs API or IPC.
 
 use super::{outcome, rejected};
-use crate::jobs::engine::JobOutcome;
+use crate::jobs::job::JobOutcome;
 use crate::jobs::messages::{JobStatus, StatusDetails};
 use serde_json::{Map, Value};
 use std::time::Duration;

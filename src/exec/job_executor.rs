@@ -11,7 +11,7 @@ use super::permissions::Permissions;
 use super::steps::{self, DocumentEnd, Limits};
 use super::{builtin, failed, rejected, Executor, JobFuture, Progress, RunContext};
 use crate::jobs::document::JobDocument;
-use crate::jobs::engine::{JobOutcome, JobRun};
+use crate::jobs::job::{JobOutcome, JobRun};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,7 +18,7 @@ pub mod process;
 pub mod run_as;
 pub mod steps;
 
-use crate::jobs::engine::{JobOutcome, JobRun};
+use crate::jobs::job::{JobOutcome, JobRun};
 use crate::jobs::messages::{JobStatus, StatusDetails};
 use std::future::Future;
 use std::pin::Pin;

@@ -13,7 +13,7 @@ use super::permissions::Permissions;
 use super::process::{self, Exit, ProcessResult, ProcessSpec};
 use super::{failed, outcome, Progress, RunContext};
 use crate::jobs::document::{Step, StepAction, StepsDocument};
-use crate::jobs::engine::JobOutcome;
+use crate::jobs::job::JobOutcome;
 use crate::jobs::messages::{JobStatus, StatusDetails};
 use crate::jobs::status_details::value_tail;
 use std::time::{Duration, Instant};

@@ -2,6 +2,7 @@
 
 pub mod document;
 pub mod engine;
+pub mod job;
 pub mod messages;
 pub mod status_details;
 pub mod topics;

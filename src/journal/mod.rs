@@ -8,7 +8,7 @@
 //! reboot and the boot id changed → SUCCEEDED; any other → FAILED with the reason.
 //! Must not know: the Jobs API or IPC.
 
-use crate::jobs::engine::{JobOutcome, Recovered};
+use crate::jobs::job::{JobOutcome, Recovered};
 use crate::jobs::messages::JobStatus;
 use prost::Message;
 use std::io::Write;

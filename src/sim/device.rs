@@ -191,6 +191,8 @@ impl Device {
                     }
                 }
                 Action::Forget { .. } => {}
+                // The world keeps a device's subscriptions for its whole life.
+                Action::Subscribe { .. } | Action::Resubscribe | Action::Exit { .. } => {}
                 // The shell writes these to its journal before it sends what follows.
                 Action::Record(record) => self.journal.push(record),
             }

@@ -101,6 +101,15 @@ impl<T> TopicBus<T> {
         delivered
     }
 
+    /// Ends every subscription without telling its subscribers (their guards stay, inert);
+    /// returns the filters they held, in the order they were made.
+    pub fn clear(&self) -> Vec<String> {
+        let mut table = self.lock();
+        let filters = table.entries.drain(..).map(|e| e.filter).collect();
+        self.count.send_replace(0);
+        filters
+    }
+
     pub fn subscription_count(&self) -> usize {
         self.lock().entries.len()
     }
@@ -156,6 +165,16 @@ mod tests {
         drop(a);
         assert_eq!(bus.publish("a/x/y", 3, &4), 1);
         drop(b);
+        assert_eq!(bus.subscription_count(), 0);
+        let c = bus.subscribe("c/#", 1, false, Box::new(|_, _| true));
+        let d = bus.subscribe("a/+", 1, false, Box::new(|_, _| true));
+        assert_eq!(bus.clear(), vec!["c/#".to_owned(), "a/+".to_owned()]);
+        assert_eq!(
+            bus.publish("a/x", 3, &5),
+            0,
+            "nothing is delivered after clear"
+        );
+        drop((c, d));
         assert_eq!(bus.subscription_count(), 0);
         let got: Vec<_> = rx.try_iter().collect();
         assert_eq!(

@@ -15,6 +15,7 @@ use crate::ipc::model::*;
 use crate::ipc::rpc::{MessageType, RpcMessage};
 use crate::topic;
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -63,6 +64,11 @@ pub struct Services {
     pub core: String,
     /// Whether the core's IoT Core connection is up.
     pub connection_status: tokio::sync::watch::Receiver<bool>,
+    /// Whether SubscribeToIoTCoreConnectionStatus is served (a nucleus without it refuses it).
+    pub serves_connection_status: bool,
+    /// Bumped when the nucleus lets every component's IoT Core subscription go silently:
+    /// streams of an earlier generation no longer hold a filter on IoT Core.
+    pub iot_generation: Arc<AtomicU64>,
 }
 
 fn qos_number(qos: Qos) -> u8 {
@@ -112,6 +118,20 @@ fn event_sender<E: Serialize>(
 }
 
 impl Services {
+    /// What nucleus lite's ggipcd does after its iotcored restarts: every component's
+    /// SubscribeToIoTCore stream stays open but receives nothing more, and the nucleus lets its
+    /// filters go on IoT Core. Every subscriber of the core's IoT inbox is taken to be such a
+    /// stream. Returns how many streams went silent.
+    pub fn close_iot_subscriptions_silently(&self) -> usize {
+        self.iot_generation.fetch_add(1, Ordering::SeqCst);
+        let filters = self.iot.clear();
+        for filter in &filters {
+            self.world.unsubscribe_from_core(&self.core, filter);
+        }
+        tracing::warn!(core = %self.core, streams = filters.len(), "IoT Core subscriptions of components closed silently");
+        filters.len()
+    }
+
     /// UnauthorizedError unless the component's accessControl allows the operation.
     fn authorize(
         &self,
@@ -144,7 +164,7 @@ impl Services {
             o if o == SubscribeToIoTCore::NAME => self.subscribe_to_iot_core(ctx, payload),
             o if o == PublishToTopic::NAME => self.publish_to_topic(ctx, payload),
             o if o == SubscribeToTopic::NAME => self.subscribe_to_topic(ctx, payload),
-            o if o == SubscribeToIoTCoreConnectionStatus::NAME => {
+            o if o == SubscribeToIoTCoreConnectionStatus::NAME && self.serves_connection_status => {
                 self.subscribe_to_connection_status(ctx)
             }
             o if o == UpdateState::NAME => self.update_state(ctx, payload),
@@ -207,6 +227,8 @@ impl Services {
         self.world
             .subscribe_from_core(&self.core, &request.topic_name, qos_number(request.qos));
         let guard = IotSubscriptionGuard {
+            generation: self.iot_generation.load(Ordering::SeqCst),
+            current: Arc::clone(&self.iot_generation),
             bus: Some(guard),
             world: Arc::clone(&self.world),
             core: self.core.clone(),
@@ -416,6 +438,9 @@ impl Drop for ConfigWatchGuard {
 /// Ends a SubscribeToIoTCore stream: the bus entry goes, then the nucleus lets the filter go on
 /// IoT Core when no other component holds it.
 struct IotSubscriptionGuard {
+    /// The generation the stream was made in, and the current one.
+    generation: u64,
+    current: Arc<AtomicU64>,
     bus: Option<BusSubscription<MqttMessage>>,
     world: Arc<SharedWorld>,
     core: String,
@@ -425,7 +450,10 @@ struct IotSubscriptionGuard {
 impl Drop for IotSubscriptionGuard {
     fn drop(&mut self) {
         drop(self.bus.take());
-        self.world.unsubscribe_from_core(&self.core, &self.filter);
+        // A stream the nucleus already let go of holds nothing on IoT Core any more.
+        if self.current.load(Ordering::SeqCst) == self.generation {
+            self.world.unsubscribe_from_core(&self.core, &self.filter);
+        }
     }
 }
 

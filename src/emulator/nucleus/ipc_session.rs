@@ -293,6 +293,8 @@ mod tests {
             )),
             core: "dev".into(),
             connection_status: tokio::sync::watch::channel(false).1,
+            serves_connection_status: true,
+            iot_generation: Arc::default(),
         }
     }
 

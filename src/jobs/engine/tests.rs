@@ -1,6 +1,7 @@
 //! Engine tests on plain values and virtual time.
 
 use super::*;
+use crate::jobs::messages::JobStatus;
 use serde_json::{json, Value};
 
 const THING: &str = "dev-1";
@@ -732,7 +733,7 @@ fn two_instances_on_one_thing_never_fail_each_others_jobs() {
     for e in [&mut a, &mut b] {
         let mut c = EngineConfig::new(THING);
         c.max_jitter = Duration::ZERO;
-        e.reconfigure(0, c);
+        e.handle(0, Input::Reconfigure(c));
     }
     let start_a = send_start(&mut a, "j");
     let start_b = send_start(&mut b, "j");

@@ -1,0 +1,137 @@
+//! Recovery: IN_PROGRESS executions of our forms that this process is not running.
+//!
+//! Owns: what the journal of an earlier run says (from [`super::Input::Recovered`]), deciding
+//! whether an IN_PROGRESS job was started by us (the start marker) or by another instance of
+//! the handler, reporting a recovered job honestly, and settling journal entries of jobs the
+//! cloud no longer lists. Must not know: how the journal is stored or how processes are killed
+//! (the shell does both).
+
+use super::active::{Active, ActivePhase};
+use super::candidates::Considered;
+use super::{Action, Engine, START_MARKER_KEY};
+use crate::jobs::document::Ownership;
+use crate::jobs::job::{Millis, Recovered};
+use crate::jobs::messages::*;
+use std::collections::BTreeSet;
+
+impl Engine {
+    /// Notes what the journal of an earlier run holds about one job (before [`super::Input::Started`]).
+    pub(super) fn remember_recovered(
+        &mut self,
+        job_id: &str,
+        execution_number: i64,
+        recovery: Recovered,
+    ) {
+        self.recovered
+            .insert((job_id.to_owned(), execution_number), recovery);
+    }
+
+    /// Journal entries of jobs the cloud no longer lists as pending are settled: forgotten.
+    pub(super) fn settle_recovered(
+        &mut self,
+        listed: &BTreeSet<(String, i64)>,
+        out: &mut Vec<Action>,
+    ) {
+        let settled: Vec<(String, i64)> = self
+            .recovered
+            .keys()
+            .filter(|k| !listed.contains(*k))
+            .cloned()
+            .collect();
+        for (job_id, execution_number) in settled {
+            tracing::info!(job_id = %job_id, "interrupted job is no longer pending in the cloud; forgetting it");
+            self.recovered.remove(&(job_id.clone(), execution_number));
+            out.push(Action::Forget {
+                job_id,
+                execution_number,
+            });
+        }
+    }
+
+    /// An IN_PROGRESS job of our forms that is not running in this process. It is ours only
+    /// when this handler started it: a start of this process whose answer was lost (the
+    /// cloud shows its marker), or a job the journal of an earlier run holds. Anything else
+    /// was started by another instance of the handler on this thing and is left to it.
+    pub(super) fn in_progress_not_running(
+        &mut self,
+        now: Millis,
+        e: JobExecution,
+        ownership: Ownership,
+        out: &mut Vec<Action>,
+    ) -> Considered {
+        let key = (e.job_id.clone(), e.execution_number);
+        let marker = match self.recovered.get(&key) {
+            Some(Recovered::NotStarted { marker }) => Some(marker.clone()),
+            _ => self.unconfirmed_starts.get(&e.job_id).cloned(),
+        };
+        if let Some(marker) = marker {
+            if holds_start(e.status, e.status_details.as_ref(), &marker) {
+                self.recovered.remove(&key);
+                return match ownership {
+                    Ownership::Ours(document) => {
+                        tracing::info!(job_id = %e.job_id, "the cloud holds our start; running the job");
+                        self.active.push(Active {
+                            job_id: e.job_id.clone(),
+                            execution_number: e.execution_number,
+                            version: e.version_number,
+                            phase: ActivePhase::Starting,
+                            pending_progress: None,
+                        });
+                        self.started(
+                            &e.job_id,
+                            e.execution_number,
+                            e.version_number,
+                            document,
+                            out,
+                        );
+                        Considered::Started
+                    }
+                    Ownership::OursMalformed(reason) => {
+                        self.report_directly(
+                            now,
+                            e,
+                            JobStatus::Rejected,
+                            &[("reason", &reason)],
+                            out,
+                        );
+                        Considered::Started
+                    }
+                    Ownership::Foreign => Considered::Skipped,
+                };
+            }
+        }
+        match self.recovered.remove(&key) {
+            Some(Recovered::Ended(outcome)) => {
+                tracing::warn!(job_id = %e.job_id, status = %outcome.status, "our job from before the restart is IN_PROGRESS; reporting how the journal says it ended");
+                self.report_outcome(now, e, outcome, out);
+                Considered::Started
+            }
+            recovered => {
+                tracing::info!(job_id = %e.job_id, "IN_PROGRESS job not started by this handler (another instance on this thing?); leaving it to its owner");
+                let ours_journaled =
+                    self.unconfirmed_starts.remove(&e.job_id).is_some() || recovered.is_some();
+                if ours_journaled {
+                    // Our start lost the race: its journal entry can go.
+                    out.push(Action::Forget {
+                        job_id: e.job_id.clone(),
+                        execution_number: e.execution_number,
+                    });
+                }
+                self.foreign.insert(key);
+                Considered::Skipped
+            }
+        }
+    }
+}
+
+/// Whether an execution's state shows the start marked `marker`.
+pub(super) fn holds_start(
+    status: JobStatus,
+    details: Option<&StatusDetails>,
+    marker: &str,
+) -> bool {
+    status == JobStatus::InProgress
+        && details
+            .and_then(|d| d.get(START_MARKER_KEY))
+            .is_some_and(|m| m == marker)
+}

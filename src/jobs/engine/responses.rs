@@ -1,0 +1,160 @@
+//! Incoming messages: the reconnect topic, the notifications, and the accepted answers to our
+//! requests, each matched to its request by client token.
+//!
+//! Owns: routing a message by topic, telling our answers from other clients' (the nucleus uses
+//! the same thing's jobs topics for deployments), and dispatching an accepted answer to the
+//! concept it concerns. Must not know: the rejection table (that is [`super::rejections`]).
+
+use super::requests::{InFlight, Request};
+use super::{Action, Engine};
+use crate::jobs::job::Millis;
+use crate::jobs::messages::*;
+use crate::jobs::topics::ResponseTopic;
+
+impl Engine {
+    pub(super) fn on_message(
+        &mut self,
+        now: Millis,
+        topic: &str,
+        payload: &[u8],
+        out: &mut Vec<Action>,
+    ) {
+        // Whatever it is, a message shows that the subscriptions work.
+        self.heard(now);
+        if topic == self.config.reconnect_topic {
+            tracing::info!(%topic, "reconnect message: the connection came back, re-querying jobs");
+            self.schedule_query(now, true);
+            return;
+        }
+        let Some(kind) = self.topics.parse(topic) else {
+            tracing::debug!(%topic, "message on an unexpected topic ignored");
+            return;
+        };
+        if kind == ResponseTopic::NotifyNext {
+            return self.on_notify_next(now, payload, out);
+        }
+        if kind == ResponseTopic::Notify {
+            return self.on_notify(now, payload);
+        }
+        let token = client_token_of(payload);
+        if !self.owns_token(token.as_deref()) {
+            // Responses to the nucleus (deployments) or other clients of this thing.
+            tracing::debug!(%topic, "response to another client's request ignored");
+            return;
+        }
+        let Some(token) = token else { return };
+        let seq = self.token_seq(&token);
+        if let (Some(seq), ResponseTopic::UpdateAccepted(job_id)) = (seq, &kind) {
+            if !self.in_flight.contains_key(&seq)
+                && self.late_start_accepted(now, seq, job_id, payload, out)
+            {
+                return;
+            }
+        }
+        let Some(flight) = seq.and_then(|seq| self.in_flight.remove(&seq)) else {
+            tracing::debug!(%topic, client_token = %token, "duplicate or late response ignored");
+            return;
+        };
+        let accepted = matches!(
+            kind,
+            ResponseTopic::GetAccepted
+                | ResponseTopic::StartNextAccepted
+                | ResponseTopic::DescribeAccepted(_)
+                | ResponseTopic::UpdateAccepted(_)
+        );
+        if accepted {
+            self.on_accepted(now, flight, payload, out);
+        } else {
+            match serde_json::from_slice::<Rejected>(payload) {
+                Ok(rejected) => self.on_rejected(now, flight, rejected, out),
+                Err(e) => {
+                    tracing::error!(%topic, error = %e, "undecodable rejection; retrying the request");
+                    self.retry_later(now, flight.request, flight.attempt);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_accepted(
+        &mut self,
+        now: Millis,
+        flight: InFlight,
+        payload: &[u8],
+        out: &mut Vec<Action>,
+    ) {
+        match flight.request {
+            Request::GetPending => match serde_json::from_slice::<GetPendingAccepted>(payload) {
+                Ok(list) => self.on_pending_list(now, list, out),
+                Err(e) => {
+                    tracing::error!(error = %e, "undecodable get/accepted; retrying");
+                    self.retry_later(now, Request::GetPending, flight.attempt);
+                }
+            },
+            Request::Describe { job_id } => {
+                match serde_json::from_slice::<ExecutionResponse>(payload) {
+                    Ok(r) => self.on_candidate(now, &job_id, r.execution, out),
+                    Err(e) => self.on_undecodable_candidate(now, &job_id, payload, &e, out),
+                }
+            }
+            Request::SizeProbe { job_id } => self.answer_too_large(now, &job_id, out),
+            Request::Progress { job_id, .. } => {
+                let state = serde_json::from_slice::<UpdateAccepted>(payload)
+                    .ok()
+                    .and_then(|u| u.execution_state);
+                if let (Some(a), Some(state)) = (self.active_mut(&job_id), state) {
+                    a.version = state.version_number;
+                }
+                self.send_pending_progress(now, &job_id, out);
+            }
+            Request::CheckActive { job_id } => {
+                let execution = serde_json::from_slice::<ExecutionResponse>(payload)
+                    .ok()
+                    .and_then(|r| r.execution);
+                match execution {
+                    Some(e) if e.status.is_terminal() => self.cloud_ended_active(
+                        now,
+                        &job_id,
+                        &format!("the job is {} in the cloud", e.status),
+                        out,
+                    ),
+                    Some(e) => {
+                        if let Some(a) = self.active_mut(&job_id) {
+                            a.version = a.version.max(e.version_number);
+                        }
+                    }
+                    None => self.cloud_ended_active(
+                        now,
+                        &job_id,
+                        "the job no longer exists in the cloud",
+                        out,
+                    ),
+                }
+            }
+            Request::Start {
+                job_id,
+                execution_number,
+                version,
+                document,
+                ..
+            } => {
+                let state = serde_json::from_slice::<UpdateAccepted>(payload)
+                    .ok()
+                    .and_then(|u| u.execution_state);
+                let version = state.map_or(version + 1, |s| s.version_number);
+                self.started(&job_id, execution_number, version, *document, out);
+            }
+            Request::Finish {
+                job_id, outcome, ..
+            } => {
+                tracing::info!(job_id = %job_id, status = %outcome.status, "job result reported");
+                if let Some(a) = self.take_active(&job_id) {
+                    out.push(Action::Forget {
+                        job_id: a.job_id,
+                        execution_number: a.execution_number,
+                    });
+                }
+                self.schedule_query(now, false);
+            }
+        }
+    }
+}
