@@ -12,16 +12,57 @@
 
 use std::collections::BTreeMap;
 
+/// One topic level. Nodes are boxed and client lists are small sorted vectors: a fleet has
+/// millions of nodes, most with one child and one client, and a B-tree allocates room for
+/// eleven entries however few it holds.
 #[derive(Debug, Default)]
 struct Node {
     /// Exact next levels.
-    children: BTreeMap<String, Node>,
+    children: BTreeMap<Box<str>, Box<Node>>,
     /// The `+` branch.
     plus: Option<Box<Node>>,
     /// Clients whose filter ends here with `/#` (or is `#`): they match this level and below.
-    hash: BTreeMap<String, u8>,
+    hash: Clients,
     /// Clients whose filter ends exactly here.
-    here: BTreeMap<String, u8>,
+    here: Clients,
+}
+
+/// Clients with their QoS, sorted by client id.
+#[derive(Debug, Default)]
+struct Clients(Vec<(Box<str>, u8)>);
+
+impl Clients {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Inserts or updates; true when the client is new here.
+    fn insert(&mut self, client: &str, qos: u8) -> bool {
+        match self.0.binary_search_by(|(c, _)| (**c).cmp(client)) {
+            Ok(i) => {
+                self.0[i].1 = qos;
+                false
+            }
+            Err(i) => {
+                self.0.insert(i, (client.into(), qos));
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, client: &str) -> bool {
+        match self.0.binary_search_by(|(c, _)| (**c).cmp(client)) {
+            Ok(i) => {
+                self.0.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, u8)> {
+        self.0.iter().map(|(c, q)| (&**c, *q))
+    }
 }
 
 impl Node {
@@ -59,7 +100,7 @@ impl SubscriptionTree {
         let mut levels = filter.split('/').peekable();
         while let Some(level) = levels.next() {
             if level == "#" && levels.peek().is_none() {
-                if node.hash.insert(client.to_owned(), qos).is_none() {
+                if node.hash.insert(client, qos) {
                     self.len += 1;
                 }
                 return;
@@ -67,10 +108,10 @@ impl SubscriptionTree {
             node = if level == "+" {
                 node.plus.get_or_insert_with(Box::default)
             } else {
-                node.children.entry(level.to_owned()).or_default()
+                node.children.entry(level.into()).or_default()
             };
         }
-        if node.here.insert(client.to_owned(), qos).is_none() {
+        if node.here.insert(client, qos) {
             self.len += 1;
         }
     }
@@ -96,10 +137,14 @@ impl SubscriptionTree {
     }
 }
 
-fn add_all(clients: &BTreeMap<String, u8>, out: &mut BTreeMap<String, u8>) {
-    for (client, qos) in clients {
-        let best = out.entry(client.clone()).or_insert(*qos);
-        *best = (*best).max(*qos);
+fn add_all(clients: &Clients, out: &mut BTreeMap<String, u8>) {
+    for (client, qos) in clients.iter() {
+        match out.get_mut(client) {
+            Some(best) => *best = (*best).max(qos),
+            None => {
+                out.insert(client.to_owned(), qos);
+            }
+        }
     }
 }
 
@@ -132,8 +177,8 @@ fn collect(
 
 fn remove_at(node: &mut Node, levels: &[&str], client: &str) -> bool {
     match levels {
-        [] => node.here.remove(client).is_some(),
-        ["#"] => node.hash.remove(client).is_some(),
+        [] => node.here.remove(client),
+        ["#"] => node.hash.remove(client),
         [level, rest @ ..] => {
             if *level == "+" {
                 let Some(plus) = node.plus.as_mut() else {
