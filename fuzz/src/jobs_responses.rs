@@ -231,8 +231,10 @@ impl World {
     fn judge(&mut self, actions: &[Action]) {
         for action in actions {
             match action {
-                // The journal write before a start or a report: nothing to judge on its own.
-                Action::Record(_) => {}
+                // The journal write before a start or a report, and the shell's subscription
+                // housekeeping: nothing to judge on their own.
+                Action::Record(_) | Action::Subscribe { .. } | Action::Resubscribe => {}
+                Action::Exit { reason } => panic!("the engine gave up: {reason}"),
                 Action::Publish { topic, payload } => self.judge_publish(topic, payload),
                 Action::Run(run) => {
                     let document = document(&run.job_id);
