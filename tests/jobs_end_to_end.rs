@@ -516,7 +516,8 @@ async fn jobs_run_one_at_a_time_unless_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_changes_apply_while_running() {
-    let s = setup(false, quick());
+    // Without ConnectionStatus, so that only the reconnect topic can tell the handler to look.
+    let s = setup_with(false, false, quick());
     let _handler = spawn_handler(&s);
     running(&s).await;
     let before = s.emulator.iot().subscription_count();
