@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use greengrass_jobs_handler::emulator::control_api;
+use greengrass_jobs_handler::emulator::http;
 use greengrass_jobs_handler::emulator::Emulator;
 use serde_json::{json, Value};
 use std::process::Stdio;
@@ -32,15 +32,17 @@ async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
     );
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ipc.socket");
-    let emulator = Emulator::with_thing(THING, true);
+    let emulator = Arc::new(Emulator::with_thing(THING, true));
     emulator
         .nucleus()
         .register(COMPONENT, TOKEN, json!({"jitterMaxMs": 0}));
     let _server = emulator.serve_ipc(&socket).unwrap();
-    let (addr, _api) =
-        control_api::serve(Arc::clone(emulator.world()), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+    let (addr, _api) = http::serve_control(
+        http::HttpState::new(Arc::clone(&emulator)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let _handler = tokio::process::Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
         .current_dir(dir.path())
         .env(

@@ -1,62 +1,36 @@
-//! The emulator's control API: a local HTTP endpoint in the shape of the AWS IoT control-plane
-//! REST API, so boto3 or the AWS CLI pointed at it (`endpoint_url`) can drive the emulator.
+//! AWS IoT control-plane routes, in the REST shapes boto3's `iot` client speaks: things and
+//! thing groups, jobs and their executions, DescribeEndpoint.
 //!
-//! Owns: routes, request parsing and response shapes for CreateThing, CreateJob, DescribeJob,
-//! CancelJob, CancelJobExecution, DeleteJobExecution, DescribeJobExecution,
-//! ListJobExecutionsForThing and ListJobExecutionsForJob, errors as AWS writes them
-//! (`x-amzn-ErrorType` + `{"message"}`), and the emulator's own `/emulator/...` routes (drop and
-//! restore the core's connection, inject throttling). Signatures are not checked.
-//! Must not know: the Jobs rules themselves (the cloud's); the HTTP server is hyper.
+//! Owns: paths, request parsing and response shapes for CreateThing (with
+//! `attributePayload`), DescribeThing, ListThings, the thing-group membership calls, CreateJob,
+//! DescribeJob, ListJobs, UpdateJob, CancelJob, DeleteJob, CancelJobExecution,
+//! DeleteJobExecution, DescribeJobExecution, ListJobExecutionsForThing and
+//! ListJobExecutionsForJob, DescribeEndpoint; errors as AWS names them. Signatures are not
+//! checked. Must not know: the Jobs rules themselves (the cloud's), sockets or hyper.
 
-use super::cloud::jobs_service::{ControlError, Execution, Job, NewJob, RetryConfig};
-use super::shared_world::SharedWorld;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
+use super::server::{error, ok, Reply, Request};
+use super::Endpoints;
+use crate::emulator::cloud::jobs_service::{
+    Attributes, ControlError, Execution, Job, JobFilter, JobState, JobUpdate, NewJob, RetryConfig,
+    TargetSelection, Thing, ThingFilter,
+};
+use crate::emulator::shared_world::SharedWorld;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use tokio::net::TcpListener;
 
-const ACCOUNT: &str = "123456789012";
-const REGION: &str = "us-east-1";
+pub(super) const ACCOUNT: &str = "123456789012";
+pub(super) const REGION: &str = "us-east-1";
 
-/// A response before it is put on the wire.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    /// AWS exception name, sent as `x-amzn-ErrorType`.
-    pub error_type: Option<&'static str>,
-    pub body: Value,
-}
-
-fn ok(body: Value) -> Reply {
-    Reply {
-        status: 200,
-        error_type: None,
-        body,
-    }
-}
-
-fn error(status: u16, error_type: &'static str, message: impl Into<String>) -> Reply {
-    Reply {
-        status,
-        error_type: Some(error_type),
-        body: json!({"message": message.into()}),
-    }
-}
-
-fn from_control(e: ControlError) -> Reply {
+pub(super) fn from_control(e: ControlError) -> Reply {
     let status = match e.code {
         "ResourceNotFoundException" => 404,
         "ResourceAlreadyExistsException" | "InvalidStateTransitionException" => 409,
+        "ThrottlingException" => 429,
         _ => 400,
     };
     error(status, e.code, e.message)
 }
 
-fn thing_arn(thing: &str) -> String {
+pub(super) fn thing_arn(thing: &str) -> String {
     format!("arn:aws:iot:{REGION}:{ACCOUNT}:thing/{thing}")
 }
 
@@ -64,41 +38,45 @@ fn job_arn(job_id: &str) -> String {
     format!("arn:aws:iot:{REGION}:{ACCOUNT}:job/{job_id}")
 }
 
-fn secs(ms: u64) -> f64 {
+pub(super) fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
-fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
-    query.split('&').find_map(|pair| {
-        pair.split_once('=')
-            .filter(|(k, _)| *k == key)
-            .map(|(_, v)| v)
+fn thing_id(thing: &str) -> String {
+    format!("{:x}", crc32fast::hash(thing.as_bytes()))
+}
+
+fn thing_json(t: &Thing) -> Value {
+    json!({
+        "thingName": t.thing_name,
+        "thingArn": thing_arn(&t.thing_name),
+        "thingId": thing_id(&t.thing_name),
+        "attributes": t.attributes,
+        "version": t.version,
     })
 }
 
-fn flag(query: &str, key: &str) -> bool {
-    query_value(query, key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+fn max_results(request: &Request<'_>) -> Result<Option<usize>, Reply> {
+    request
+        .query_value("maxResults")
+        .map(|m| {
+            m.parse::<usize>().map_err(|_| {
+                error(
+                    400,
+                    "InvalidRequestException",
+                    "maxResults must be a number",
+                )
+            })
+        })
+        .transpose()
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
+fn with_token(mut body: Value, token: Option<String>) -> Value {
+    if let Some(t) = token {
+        body["nextToken"] = json!(t);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    body
 }
-
 fn execution_json(e: &Execution, force_canceled: bool) -> Value {
     let mut v = json!({
         "jobId": e.job_id,
@@ -159,41 +137,43 @@ fn job_json(job: &Job) -> Value {
     v
 }
 
-/// Handles one request; pure apart from the cloud's state.
-pub fn handle(cloud: &SharedWorld, method: &str, path: &str, query: &str, body: &[u8]) -> Reply {
-    let segments: Vec<String> = path
-        .trim_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect();
-    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let json_body = || -> Result<Value, Reply> {
-        if body.is_empty() {
-            return Ok(json!({}));
-        }
-        serde_json::from_slice(body).map_err(|e| {
-            error(
-                400,
-                "InvalidRequestException",
-                format!("invalid JSON body: {e}"),
-            )
-        })
-    };
-    let result = match (method, segs.as_slice()) {
-        ("POST", ["things", thing]) => cloud
-            .create_thing(thing)
-            .map(|()| ok(json!({"thingName": thing, "thingArn": thing_arn(thing), "thingId": format!("{:x}", crc32fast::hash(thing.as_bytes()))})))
+/// Serves one control-plane request, or `None` when no route here matches its path.
+pub fn handle(cloud: &SharedWorld, endpoints: &Endpoints, request: &Request<'_>) -> Option<Reply> {
+    let segs = request.segs();
+    let query_flag = |k: &str| request.flag(k);
+    let reply = match (request.method, segs.as_slice()) {
+        ("POST", ["things", thing]) => match request.json() {
+            Ok(b) => create_thing(cloud, thing, &b),
+            Err(r) => r,
+        },
+        ("GET", ["things", thing]) => cloud
+            .with_jobs(|j| j.describe_thing(thing).map(thing_json))
+            .map(|mut t| {
+                t["defaultClientId"] = json!(thing);
+                ok(t)
+            })
             .unwrap_or_else(from_control),
+        ("GET", ["things"]) => list_things(cloud, request),
+        ("GET", ["endpoint"]) => {
+            let address = match request.query_value("endpointType").as_deref() {
+                Some("iot:Jobs") => endpoints.jobs_data(),
+                _ => endpoints.control(),
+            };
+            match address {
+                Some(a) => ok(json!({"endpointAddress": a.to_string()})),
+                None => error(404, "ResourceNotFoundException", "endpoint not being served"),
+            }
+        }
         ("POST", ["thing-groups", group]) => cloud
             .create_thing_group(group)
             .map(|()| {
-                ok(json!({"thingGroupName": group, "thingGroupArn": format!("arn:aws:iot:{REGION}:{ACCOUNT}:thinggroup/{group}"), "thingGroupId": format!("{:x}", crc32fast::hash(group.as_bytes()))}))
+                ok(json!({"thingGroupName": group, "thingGroupArn": format!("arn:aws:iot:{REGION}:{ACCOUNT}:thinggroup/{group}"), "thingGroupId": thing_id(group)}))
             })
             .unwrap_or_else(from_control),
         ("PUT", ["thing-groups", action @ ("addThingToThingGroup" | "removeThingFromThingGroup")]) => {
-            let b = match json_body() {
+            let b = match request.json() {
                 Ok(b) => b,
-                Err(r) => return r,
+                Err(r) => return Some(r),
             };
             let name_of = |name: &str, arn: &str, marker: &str| {
                 b.get(name)
@@ -202,7 +182,7 @@ pub fn handle(cloud: &SharedWorld, method: &str, path: &str, query: &str, body: 
                     .or_else(|| b.get(arn).and_then(Value::as_str).and_then(|a| a.rsplit_once(marker)).map(|(_, n)| n.to_owned()))
             };
             let (Some(group), Some(thing)) = (name_of("thingGroupName", "thingGroupArn", ":thinggroup/"), name_of("thingName", "thingArn", ":thing/")) else {
-                return error(400, "InvalidRequestException", "thingGroupName (or thingGroupArn) and thingName (or thingArn) are required");
+                return Some(error(400, "InvalidRequestException", "thingGroupName (or thingGroupArn) and thingName (or thingArn) are required"));
             };
             let result = if *action == "addThingToThingGroup" {
                 cloud.add_thing_to_thing_group(&group, &thing)
@@ -211,18 +191,30 @@ pub fn handle(cloud: &SharedWorld, method: &str, path: &str, query: &str, body: 
             };
             result.map(|()| ok(json!({}))).unwrap_or_else(from_control)
         }
-        ("PUT", ["jobs", job_id]) => match json_body() {
+        ("PUT", ["jobs", job_id]) => match request.json() {
             Ok(b) => create_job(cloud, job_id, &b),
             Err(r) => r,
         },
+        ("GET", ["jobs"]) => list_jobs(cloud, request),
         ("GET", ["jobs", job_id]) => match cloud.with_jobs(|j| j.job(job_id).map(job_json)) {
             Some(job) => ok(json!({"documentSource": Value::Null, "job": job})),
             None => error(404, "ResourceNotFoundException", format!("job {job_id} does not exist")),
         },
-        ("PUT", ["jobs", job_id, "cancel"]) => {
-            let reason = json_body().ok().and_then(|b| b.get("reasonCode").and_then(Value::as_str).map(str::to_owned));
+        ("PATCH", ["jobs", job_id]) => match request.json() {
+            Ok(b) => update_job(cloud, job_id, &b),
+            Err(r) => r,
+        },
+        ("DELETE", ["jobs", job_id]) => {
+            let force = query_flag("force");
             cloud
-                .cancel_job(job_id, flag(query, "force"), reason.as_deref())
+                .jobs_control(|jobs, now| jobs.delete_job(job_id, force, now))
+                .map(|()| ok(json!({})))
+                .unwrap_or_else(from_control)
+        }
+        ("PUT", ["jobs", job_id, "cancel"]) => {
+            let reason = request.json().ok().and_then(|b| b.get("reasonCode").and_then(Value::as_str).map(str::to_owned));
+            cloud
+                .cancel_job(job_id, query_flag("force"), reason.as_deref())
                 .map(|()| ok(json!({"jobArn": job_arn(job_id), "jobId": job_id})))
                 .unwrap_or_else(from_control)
         }
@@ -236,7 +228,7 @@ pub fn handle(cloud: &SharedWorld, method: &str, path: &str, query: &str, body: 
             ok(json!({"executionSummaries": list}))
         }
         ("GET", ["things", thing, "jobs"]) => {
-            let status = query_value(query, "status").map(str::to_owned);
+            let status = request.query_value("status");
             let list: Vec<Value> = cloud.with_jobs(|j| {
                 j.executions_for_thing(thing)
                     .iter()
@@ -247,7 +239,7 @@ pub fn handle(cloud: &SharedWorld, method: &str, path: &str, query: &str, body: 
             ok(json!({"executionSummaries": list}))
         }
         ("GET", ["things", thing, "jobs", job_id]) => {
-            let number = query_value(query, "executionNumber").and_then(|n| n.parse().ok());
+            let number = request.query_value("executionNumber").and_then(|n| n.parse().ok());
             let found = cloud.with_jobs(|j| {
                 let forced = j.job(job_id).is_some_and(|job| job.force_canceled);
                 j.execution(job_id, thing, number).map(|e| execution_json(e, forced))
@@ -258,42 +250,148 @@ pub fn handle(cloud: &SharedWorld, method: &str, path: &str, query: &str, body: 
             }
         }
         ("PUT", ["things", thing, "jobs", job_id, "cancel"]) => cloud
-            .cancel_job_execution(job_id, thing, flag(query, "force"))
+            .cancel_job_execution(job_id, thing, query_flag("force"))
             .map(|()| ok(json!({})))
             .unwrap_or_else(from_control),
         ("DELETE", ["things", thing, "jobs", job_id, "executionNumber", n]) => match n.parse() {
             Ok(n) => cloud
-                .delete_job_execution(job_id, thing, n, flag(query, "force"))
+                .delete_job_execution(job_id, thing, n, query_flag("force"))
                 .map(|()| ok(json!({})))
                 .unwrap_or_else(from_control),
             Err(_) => error(400, "InvalidRequestException", "executionNumber must be a number"),
         },
-        ("POST", ["emulator", "nucleus", "disconnect"]) => {
-            cloud.disconnect_nucleus();
-            ok(json!({"connected": false}))
-        }
-        ("POST", ["emulator", "nucleus", "reconnect"]) => {
-            cloud.reconnect_nucleus(flag(query, "clean"));
-            ok(json!({"connected": true, "clean": flag(query, "clean")}))
-        }
-        ("POST", ["emulator", "things", thing, "throttle"]) => {
-            let count = query_value(query, "count").and_then(|c| c.parse().ok()).unwrap_or(1);
-            cloud.throttle(thing, count);
-            ok(json!({"throttled": count}))
-        }
-        ("GET", ["emulator", "health"]) => ok(json!({"thing": cloud.thing_name(), "nucleusConnected": cloud.nucleus_connected()})),
-        _ => error(404, "ResourceNotFoundException", format!("no route for {method} {path}")),
+        _ => return None,
     };
-    if result.status >= 400 {
-        tracing::info!(
-            method,
-            path,
-            status = result.status,
-            error = result.error_type,
-            "control API request refused"
-        );
+    Some(reply)
+}
+
+fn create_thing(cloud: &SharedWorld, thing: &str, body: &Value) -> Reply {
+    let mut attributes = Attributes::new();
+    if let Some(map) = body
+        .pointer("/attributePayload/attributes")
+        .and_then(Value::as_object)
+    {
+        for (k, v) in map {
+            let Some(v) = v.as_str() else {
+                return error(
+                    400,
+                    "InvalidRequestException",
+                    format!("attribute {k} must be a string"),
+                );
+            };
+            attributes.insert(k.clone(), v.to_owned());
+        }
     }
-    result
+    cloud
+        .with(|w| w.jobs_mut().create_thing_with_attributes(thing, attributes))
+        .map(|()| ok(json!({"thingName": thing, "thingArn": thing_arn(thing), "thingId": thing_id(thing)})))
+        .unwrap_or_else(from_control)
+}
+
+fn list_things(cloud: &SharedWorld, request: &Request<'_>) -> Reply {
+    let max = match max_results(request) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let filter = ThingFilter {
+        attribute_name: request.query_value("attributeName"),
+        attribute_value: request.query_value("attributeValue"),
+        use_prefix_attribute_value: request.flag("usePrefixAttributeValue"),
+        max_results: max,
+        next_token: request.query_value("nextToken"),
+    };
+    cloud
+        .with_jobs(|j| {
+            j.list_things(&filter).map(|page| {
+                let things: Vec<Value> = page.items.into_iter().map(thing_json).collect();
+                with_token(json!({"things": things}), page.next_token)
+            })
+        })
+        .map(ok)
+        .unwrap_or_else(from_control)
+}
+
+fn list_jobs(cloud: &SharedWorld, request: &Request<'_>) -> Reply {
+    let max = match max_results(request) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let status = match request.query_value("status") {
+        None => None,
+        Some(s) => match JobState::parse(&s) {
+            Some(state) => Some(state),
+            None => {
+                return error(
+                    400,
+                    "InvalidRequestException",
+                    format!("unknown job status {s}"),
+                )
+            }
+        },
+    };
+    let target_selection = match request.query_value("targetSelection") {
+        None => None,
+        Some(s) => match TargetSelection::parse(&s) {
+            Some(t) => Some(t),
+            None => {
+                return error(
+                    400,
+                    "InvalidRequestException",
+                    format!("unknown targetSelection {s}"),
+                )
+            }
+        },
+    };
+    let filter = JobFilter {
+        status,
+        target_selection,
+        thing_group_name: request.query_value("thingGroupName"),
+        max_results: max,
+        next_token: request.query_value("nextToken"),
+    };
+    cloud
+        .with_jobs(|j| {
+            j.list_jobs(&filter).map(|page| {
+                let jobs: Vec<Value> = page
+                    .items
+                    .into_iter()
+                    .map(|job| {
+                        let full = job_json(job);
+                        json!({
+                            "jobArn": full["jobArn"],
+                            "jobId": full["jobId"],
+                            "targetSelection": full["targetSelection"],
+                            "status": full["status"],
+                            "createdAt": full["createdAt"],
+                            "lastUpdatedAt": full["lastUpdatedAt"],
+                        })
+                    })
+                    .collect();
+                with_token(json!({"jobs": jobs}), page.next_token)
+            })
+        })
+        .map(ok)
+        .unwrap_or_else(from_control)
+}
+
+fn update_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Reply {
+    let update = JobUpdate {
+        description: body
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        in_progress_timeout_minutes: body
+            .pointer("/timeoutConfig/inProgressTimeoutInMinutes")
+            .and_then(Value::as_i64),
+        retry: body
+            .get("jobExecutionsRetryConfig")
+            .is_some()
+            .then(|| retry_config(body)),
+    };
+    cloud
+        .jobs_control(|jobs, now| jobs.update_job(job_id, update, now).map(|()| Vec::new()))
+        .map(|()| ok(json!({})))
+        .unwrap_or_else(from_control)
 }
 
 fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Reply {
@@ -392,72 +490,17 @@ fn retry_config(body: &Value) -> RetryConfig {
     retry
 }
 
-/// Serves the control API on `addr` until the task is dropped; returns the bound address.
-pub async fn serve(
-    cloud: Arc<SharedWorld>,
-    addr: SocketAddr,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "control API accept failed");
-                    continue;
-                }
-            };
-            let cloud = Arc::clone(&cloud);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let cloud = Arc::clone(&cloud);
-                    async move { Ok::<_, std::convert::Infallible>(respond(&cloud, request).await) }
-                });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "control API connection ended");
-                }
-            });
-        }
-    });
-    Ok((local, task))
-}
-
-/// Largest request body accepted (a job document is at most 32 KiB).
-const MAX_BODY: usize = 256 * 1024;
-
-async fn respond(cloud: &SharedWorld, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let method = request.method().as_str().to_owned();
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or("").to_owned();
-    let limited = http_body_util::Limited::new(request.into_body(), MAX_BODY);
-    let reply = match limited.collect().await {
-        Ok(body) => handle(cloud, &method, &path, &query, &body.to_bytes()),
-        Err(e) => error(
-            413,
-            "InvalidRequestException",
-            format!("request body refused: {e}"),
-        ),
-    };
-    let mut response = Response::builder()
-        .status(reply.status)
-        .header("content-type", "application/json");
-    if let Some(t) = reply.error_type {
-        response = response.header("x-amzn-ErrorType", t);
-    }
-    response
-        .body(Full::new(Bytes::from(reply.body.to_string())))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{}"))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::emulator::http::server::no_route;
     use crate::emulator::{Emulator, EmulatorOptions};
+    use std::sync::Arc;
+
+    fn handle(c: &SharedWorld, method: &str, path: &str, query: &str, body: &[u8]) -> Reply {
+        let request = Request::new(method, path, query, body);
+        super::handle(c, &Endpoints::default(), &request).unwrap_or_else(|| no_route(&request))
+    }
 
     fn cloud() -> Arc<SharedWorld> {
         let emulator = Emulator::with_options(EmulatorOptions {
@@ -473,44 +516,23 @@ mod tests {
         let c = cloud();
         let body = json!({"targets": [thing_arn("core")], "document": "{\"operation\":\"echo\"}", "description": "d"});
         let r = handle(&c, "PUT", "/jobs/j1", "", body.to_string().as_bytes());
-        assert_eq!((r.status, r.body["jobId"].as_str()), (200, Some("j1")));
+        assert_eq!((r.status, r["jobId"].as_str()), (200, Some("j1")));
         let r = handle(&c, "PUT", "/jobs/j1", "", body.to_string().as_bytes());
         assert_eq!(
             (r.status, r.error_type),
             (409, Some("ResourceAlreadyExistsException"))
         );
         let r = handle(&c, "GET", "/things/core/jobs/j1", "executionNumber=1", b"");
-        assert_eq!(r.body["execution"]["status"], "QUEUED");
-        assert_eq!(r.body["execution"]["thingArn"], thing_arn("core"));
+        assert_eq!(r["execution"]["status"], "QUEUED");
+        assert_eq!(r["execution"]["thingArn"], thing_arn("core"));
         let r = handle(&c, "GET", "/things/core/jobs", "status=QUEUED", b"");
-        assert_eq!(r.body["executionSummaries"][0]["jobId"], "j1");
+        assert_eq!(r["executionSummaries"][0]["jobId"], "j1");
         let r = handle(&c, "PUT", "/jobs/j1/cancel", "force=false", b"{}");
         assert_eq!(r.status, 200);
         let r = handle(&c, "GET", "/things/core/jobs/j1", "", b"");
-        assert_eq!(r.body["execution"]["status"], "CANCELED");
+        assert_eq!(r["execution"]["status"], "CANCELED");
         let r = handle(&c, "GET", "/jobs/j1", "", b"");
-        assert_eq!(r.body["job"]["status"], "CANCELED");
-    }
-
-    #[test]
-    fn emulator_routes_drive_the_connection_and_throttling() {
-        let c = cloud();
-        assert_eq!(
-            handle(&c, "GET", "/emulator/health", "", b"").body["nucleusConnected"],
-            true
-        );
-        handle(&c, "POST", "/emulator/nucleus/disconnect", "", b"");
-        assert!(!c.nucleus_connected());
-        let r = handle(&c, "POST", "/emulator/nucleus/reconnect", "clean=true", b"");
-        assert_eq!(
-            (r.body["connected"].as_bool(), r.body["clean"].as_bool()),
-            (Some(true), Some(true))
-        );
-        assert!(c.nucleus_connected());
-        let r = handle(&c, "POST", "/emulator/things/core/throttle", "count=2", b"");
-        assert_eq!(r.body["throttled"], 2);
-        let r = handle(&c, "GET", "/no/such/route", "", b"");
-        assert_eq!(r.status, 404);
+        assert_eq!(r["job"]["status"], "CANCELED");
     }
 
     #[test]
@@ -543,7 +565,7 @@ mod tests {
             200
         );
         assert_eq!(
-            handle(&c, "GET", "/things/core/jobs/cj", "", b"").body["execution"]["status"],
+            handle(&c, "GET", "/things/core/jobs/cj", "", b"")["execution"]["status"],
             "QUEUED"
         );
         handle(
@@ -554,11 +576,11 @@ mod tests {
             add.as_bytes(),
         );
         assert_eq!(
-            handle(&c, "GET", "/things/core/jobs/cj", "", b"").body["execution"]["status"],
+            handle(&c, "GET", "/things/core/jobs/cj", "", b"")["execution"]["status"],
             "REMOVED"
         );
         assert_eq!(
-            handle(&c, "GET", "/jobs/cj", "", b"").body["job"]["targetSelection"],
+            handle(&c, "GET", "/jobs/cj", "", b"")["job"]["targetSelection"],
             "CONTINUOUS"
         );
     }
@@ -607,6 +629,5 @@ mod tests {
                 .as_bytes(),
         );
         assert_eq!(r.error_type, Some("InvalidRequestException"));
-        assert_eq!(percent_decode("a%24next%2"), "a$next%2");
     }
 }

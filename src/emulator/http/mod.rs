@@ -1,0 +1,86 @@
+//! The emulator over HTTP: the listeners boto3 and the AWS CLI reach with `endpoint_url`.
+//!
+//! The control listener serves the AWS IoT control plane ([`aws_iot`]), `iot-data` Publish
+//! ([`iot_data`]) and the emulator's own routes ([`emulator_routes`]). Each route group is a
+//! pure function from a decoded [`server::Request`] to a [`server::Reply`], unit-tested
+//! without sockets; [`server`] is the only part that knows hyper.
+//!
+//! Owns: which route groups each listener serves, in which order, and the addresses they are
+//! bound to. Must not know: the Jobs rules, the broker or the nucleus.
+
+pub mod aws_iot;
+pub mod emulator_routes;
+pub mod iot_data;
+pub mod server;
+
+use crate::emulator::Emulator;
+use server::{no_route, Reply, Request};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// The addresses the listeners are bound to (DescribeEndpoint answers them).
+#[derive(Debug, Default)]
+pub struct Endpoints {
+    inner: Mutex<EndpointAddresses>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct EndpointAddresses {
+    control: Option<SocketAddr>,
+    jobs_data: Option<SocketAddr>,
+}
+
+impl Endpoints {
+    fn get(&self) -> EndpointAddresses {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, f: impl FnOnce(&mut EndpointAddresses)) {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn control(&self) -> Option<SocketAddr> {
+        self.get().control
+    }
+
+    pub fn jobs_data(&self) -> Option<SocketAddr> {
+        self.get().jobs_data
+    }
+}
+
+/// What the listeners share: the emulator and where they listen.
+///
+/// Call contract: build one per emulator with [`HttpState::new`], then start listeners with
+/// [`serve_control`]; the state lives as long as any listener.
+pub struct HttpState {
+    pub emulator: Arc<Emulator>,
+    pub endpoints: Endpoints,
+}
+
+impl HttpState {
+    pub fn new(emulator: Arc<Emulator>) -> Arc<Self> {
+        Arc::new(Self {
+            emulator,
+            endpoints: Endpoints::default(),
+        })
+    }
+}
+
+/// The control listener's router: control plane, then iot-data, then the emulator's routes.
+pub fn control(state: &HttpState, request: &Request<'_>) -> Reply {
+    let world = state.emulator.world();
+    aws_iot::handle(world, &state.endpoints, request)
+        .or_else(|| iot_data::handle(world, request))
+        .or_else(|| emulator_routes::handle(&state.emulator, request))
+        .unwrap_or_else(|| no_route(request))
+}
+
+/// Serves the control listener on `addr`; returns the bound address.
+pub async fn serve_control(
+    state: Arc<HttpState>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let bound = server::serve(Arc::clone(&state), addr, "control", control).await?;
+    state.endpoints.set(|e| e.control = Some(bound.0));
+    Ok(bound)
+}
