@@ -630,4 +630,138 @@ mod tests {
         );
         assert_eq!(r.error_type, Some("InvalidRequestException"));
     }
+
+    #[test]
+    fn things_with_attributes_are_described_and_listed() {
+        let c = cloud();
+        let body = json!({"attributePayload": {"attributes": {"site": "north", "rack": "7"}}});
+        let r = handle(&c, "POST", "/things/t1", "", body.to_string().as_bytes());
+        assert_eq!(r.status, 200);
+        let r = handle(&c, "GET", "/things/t1", "", b"");
+        assert_eq!(
+            (r["attributes"]["site"].as_str(), r["version"].as_i64()),
+            (Some("north"), Some(1))
+        );
+        assert_eq!(r["defaultClientId"], "t1");
+        let bad = json!({"attributePayload": {"attributes": {"n": 1}}});
+        let r = handle(&c, "POST", "/things/t2", "", bad.to_string().as_bytes());
+        assert_eq!(r.error_type, Some("InvalidRequestException"));
+        let r = handle(
+            &c,
+            "GET",
+            "/things",
+            "attributeName=site&attributeValue=north",
+            b"",
+        );
+        let names: Vec<&str> = r["things"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["thingName"].as_str())
+            .collect();
+        assert_eq!(names, ["t1"]);
+        let r = handle(&c, "GET", "/things", "maxResults=1", b"");
+        assert_eq!(r["things"].as_array().map(Vec::len), Some(1));
+        let token = r["nextToken"].as_str().map(str::to_owned);
+        assert!(token.is_some(), "two things, pages of one");
+        let r = handle(&c, "GET", "/things/nobody", "", b"");
+        assert_eq!(r.status, 404);
+        let r = handle(&c, "GET", "/things", "maxResults=many", b"");
+        assert_eq!(r.error_type, Some("InvalidRequestException"));
+    }
+
+    #[test]
+    fn jobs_are_listed_updated_and_deleted() {
+        let c = cloud();
+        for id in ["a", "b", "c"] {
+            let body = json!({"targets": [thing_arn("core")], "document": "{}"});
+            assert_eq!(
+                handle(
+                    &c,
+                    "PUT",
+                    &format!("/jobs/{id}"),
+                    "",
+                    body.to_string().as_bytes()
+                )
+                .status,
+                200
+            );
+        }
+        handle(&c, "PUT", "/jobs/b/cancel", "", b"{}");
+        let r = handle(&c, "GET", "/jobs", "maxResults=2", b"");
+        let ids: Vec<&str> = r["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j["jobId"].as_str())
+            .collect();
+        assert_eq!((ids, r["nextToken"].as_str()), (vec!["a", "b"], Some("b")));
+        let r = handle(&c, "GET", "/jobs", "nextToken=b", b"");
+        assert_eq!(r["jobs"][0]["jobId"], "c");
+        let r = handle(&c, "GET", "/jobs", "status=CANCELED", b"");
+        assert_eq!(r["jobs"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            handle(&c, "GET", "/jobs", "status=NOPE", b"").error_type,
+            Some("InvalidRequestException")
+        );
+
+        let update =
+            json!({"description": "new", "timeoutConfig": {"inProgressTimeoutInMinutes": 5}});
+        assert_eq!(
+            handle(&c, "PATCH", "/jobs/a", "", update.to_string().as_bytes()).status,
+            200
+        );
+        let job = handle(&c, "GET", "/jobs/a", "", b"");
+        assert_eq!(
+            (
+                job["job"]["description"].as_str(),
+                job["job"]["timeoutConfig"]["inProgressTimeoutInMinutes"].as_i64()
+            ),
+            (Some("new"), Some(5))
+        );
+        let bad = json!({"timeoutConfig": {"inProgressTimeoutInMinutes": 0}});
+        assert_eq!(
+            handle(&c, "PATCH", "/jobs/a", "", bad.to_string().as_bytes()).error_type,
+            Some("InvalidRequestException")
+        );
+        assert_eq!(handle(&c, "PATCH", "/jobs/zz", "", b"{}").status, 404);
+
+        assert_eq!(
+            handle(&c, "DELETE", "/jobs/a", "", b"").error_type,
+            Some("InvalidStateTransitionException"),
+            "an IN_PROGRESS job needs force"
+        );
+        assert_eq!(
+            handle(&c, "DELETE", "/jobs/a", "force=true", b"").status,
+            200
+        );
+        assert_eq!(handle(&c, "GET", "/jobs/a", "", b"").status, 404);
+        assert_eq!(
+            handle(&c, "GET", "/things/core/jobs/a", "", b"").status,
+            404,
+            "its executions went too"
+        );
+        assert_eq!(
+            handle(&c, "DELETE", "/jobs/a", "force=true", b"").status,
+            404
+        );
+    }
+
+    #[test]
+    fn describe_endpoint_answers_the_bound_listeners() {
+        let c = cloud();
+        let request = Request::new("GET", "/endpoint", "endpointType=iot%3AData-ATS", b"");
+        let none = super::handle(&c, &Endpoints::default(), &request);
+        assert_eq!(none.map(|r| r.status), Some(404), "nothing bound yet");
+        let endpoints = Endpoints::default();
+        endpoints.set(|e| {
+            e.control = "127.0.0.1:4000".parse().ok();
+            e.jobs_data = "127.0.0.1:4001".parse().ok();
+        });
+        let r = super::handle(&c, &endpoints, &request).map(|r| r["endpointAddress"].clone());
+        assert_eq!(r, Some(json!("127.0.0.1:4000")));
+        let jobs = Request::new("GET", "/endpoint", "endpointType=iot%3AJobs", b"");
+        let r = super::handle(&c, &endpoints, &jobs).map(|r| r["endpointAddress"].clone());
+        assert_eq!(r, Some(json!("127.0.0.1:4001")));
+    }
 }

@@ -25,9 +25,9 @@ pub struct Endpoints {
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-struct EndpointAddresses {
-    control: Option<SocketAddr>,
-    jobs_data: Option<SocketAddr>,
+pub(crate) struct EndpointAddresses {
+    pub(crate) control: Option<SocketAddr>,
+    pub(crate) jobs_data: Option<SocketAddr>,
 }
 
 impl Endpoints {
@@ -35,7 +35,7 @@ impl Endpoints {
         *self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set(&self, f: impl FnOnce(&mut EndpointAddresses)) {
+    pub(crate) fn set(&self, f: impl FnOnce(&mut EndpointAddresses)) {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
