@@ -23,7 +23,9 @@ pub(super) const REGION: &str = "us-east-1";
 pub(super) fn from_control(e: ControlError) -> Reply {
     let status = match e.code {
         "ResourceNotFoundException" => 404,
-        "ResourceAlreadyExistsException" | "InvalidStateTransitionException" => 409,
+        "ResourceAlreadyExistsException"
+        | "InvalidStateTransitionException"
+        | "ConflictException" => 409,
         "ThrottlingException" => 429,
         _ => 400,
     };
@@ -394,7 +396,8 @@ fn update_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Reply {
         .unwrap_or_else(from_control)
 }
 
-fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Reply {
+/// CreateJob from a request body whose `document` is set.
+pub(super) fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Reply {
     let Some(targets) = body.get("targets").and_then(Value::as_array) else {
         return error(400, "InvalidRequestException", "targets is required");
     };

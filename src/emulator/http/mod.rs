@@ -1,7 +1,8 @@
 //! The emulator over HTTP: the listeners boto3 and the AWS CLI reach with `endpoint_url`.
 //!
-//! The control listener serves the AWS IoT control plane ([`aws_iot`]), `iot-data` Publish
-//! ([`iot_data`]) and the emulator's own routes ([`emulator_routes`]). Each route group is a
+//! The control listener serves the AWS IoT control plane ([`aws_iot`], [`topic_rules`],
+//! [`job_templates`]), `iot-data` Publish ([`iot_data`]) and the emulator's own routes
+//! ([`emulator_routes`]). Each route group is a
 //! pure function from a decoded [`server::Request`] to a [`server::Reply`], unit-tested
 //! without sockets; [`server`] is the only part that knows hyper.
 //!
@@ -11,7 +12,9 @@
 pub mod aws_iot;
 pub mod emulator_routes;
 pub mod iot_data;
+pub mod job_templates;
 pub mod server;
+pub mod topic_rules;
 
 use crate::emulator::Emulator;
 use server::{no_route, Reply, Request};
@@ -55,6 +58,8 @@ impl Endpoints {
 pub struct HttpState {
     pub emulator: Arc<Emulator>,
     pub endpoints: Endpoints,
+    pub topic_rules: topic_rules::TopicRules,
+    pub templates: job_templates::TemplateRoutes,
 }
 
 impl HttpState {
@@ -62,14 +67,21 @@ impl HttpState {
         Arc::new(Self {
             emulator,
             endpoints: Endpoints::default(),
+            topic_rules: topic_rules::TopicRules::default(),
+            templates: job_templates::TemplateRoutes::default(),
         })
     }
 }
 
-/// The control listener's router: control plane, then iot-data, then the emulator's routes.
+/// The control listener's router: templates first (they take CreateJob calls naming a
+/// template), then the control plane, rules, iot-data and the emulator's routes.
 pub fn control(state: &HttpState, request: &Request<'_>) -> Reply {
     let world = state.emulator.world();
-    aws_iot::handle(world, &state.endpoints, request)
+    state
+        .templates
+        .handle(world, request)
+        .or_else(|| aws_iot::handle(world, &state.endpoints, request))
+        .or_else(|| state.topic_rules.handle(world, request))
         .or_else(|| iot_data::handle(world, request))
         .or_else(|| emulator_routes::handle(&state.emulator, request))
         .unwrap_or_else(|| no_route(request))
