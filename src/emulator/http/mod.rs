@@ -2,7 +2,8 @@
 //!
 //! The control listener serves the AWS IoT control plane ([`aws_iot`], [`topic_rules`],
 //! [`job_templates`]), `iot-data` Publish ([`iot_data`]) and the emulator's own routes
-//! ([`emulator_routes`]). Each route group is a
+//! ([`emulator_routes`]). The `iot-jobs-data` plane ([`jobs_data`]) has its own listener: its
+//! paths collide with the control plane's. Each route group is a
 //! pure function from a decoded [`server::Request`] to a [`server::Reply`], unit-tested
 //! without sockets; [`server`] is the only part that knows hyper.
 //!
@@ -13,6 +14,7 @@ pub mod aws_iot;
 pub mod emulator_routes;
 pub mod iot_data;
 pub mod job_templates;
+pub mod jobs_data;
 pub mod server;
 pub mod topic_rules;
 
@@ -94,5 +96,19 @@ pub async fn serve_control(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let bound = server::serve(Arc::clone(&state), addr, "control", control).await?;
     state.endpoints.set(|e| e.control = Some(bound.0));
+    Ok(bound)
+}
+
+fn jobs_data(state: &HttpState, request: &Request<'_>) -> Reply {
+    jobs_data::handle(state.emulator.world(), request)
+}
+
+/// Serves the `iot-jobs-data` listener on `addr`; returns the bound address.
+pub async fn serve_jobs_data(
+    state: Arc<HttpState>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let bound = server::serve(Arc::clone(&state), addr, "jobs_data", jobs_data).await?;
+    state.endpoints.set(|e| e.jobs_data = Some(bound.0));
     Ok(bound)
 }
