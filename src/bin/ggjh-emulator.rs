@@ -65,6 +65,12 @@ struct Args {
     /// Address of the control API (port 0 picks a free port; the address is logged).
     #[arg(long, default_value = "127.0.0.1:0")]
     control: SocketAddr,
+    /// Address of the `iot-jobs-data` listener (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    jobs_data: SocketAddr,
+    /// Address of the emulated S3 (path style; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    s3: SocketAddr,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -201,10 +207,24 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let (jobs_data, _jobs_data_task) = match http::serve_jobs_data(Arc::clone(&state), args.jobs_data).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::error!(address = %args.jobs_data, error = %e, "cannot serve iot-jobs-data");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (s3, _s3_task) = match http::serve_s3(Arc::clone(&state), args.s3).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::error!(address = %args.s3, error = %e, "cannot serve S3");
+                return ExitCode::FAILURE;
+            }
+        };
         for (core, server) in cores.iter().zip(&servers) {
             tracing::info!(thing = %core.0.thing_name(), socket = %server.path().display(), "core serving IPC");
         }
-        tracing::info!(socket = %servers[0].path().display(), thing = %args.thing, cores = cores.len(), control = %format!("http://{control}"), reconnect_rule = !args.no_reconnect_rule, "emulator ready");
+        tracing::info!(socket = %servers[0].path().display(), thing = %args.thing, cores = cores.len(), control = %format!("http://{control}"), jobs_data = %format!("http://{jobs_data}"), s3 = %format!("http://{s3}"), reconnect_rule = !args.no_reconnect_rule, "emulator ready");
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
             Err(e) => {

@@ -3,7 +3,7 @@
 //! The control listener serves the AWS IoT control plane ([`aws_iot`], [`topic_rules`],
 //! [`job_templates`]), `iot-data` Publish ([`iot_data`]) and the emulator's own routes
 //! ([`emulator_routes`]). The `iot-jobs-data` plane ([`jobs_data`]) has its own listener: its
-//! paths collide with the control plane's. Each route group is a
+//! paths collide with the control plane's. The emulated S3 ([`s3`]) has one too (path style). Each route group is a
 //! pure function from a decoded [`server::Request`] to a [`server::Reply`], unit-tested
 //! without sockets; [`server`] is the only part that knows hyper.
 //!
@@ -15,6 +15,7 @@ pub mod emulator_routes;
 pub mod iot_data;
 pub mod job_templates;
 pub mod jobs_data;
+pub mod s3;
 pub mod server;
 pub mod topic_rules;
 
@@ -33,6 +34,7 @@ pub struct Endpoints {
 pub(crate) struct EndpointAddresses {
     pub(crate) control: Option<SocketAddr>,
     pub(crate) jobs_data: Option<SocketAddr>,
+    pub(crate) s3: Option<SocketAddr>,
 }
 
 impl Endpoints {
@@ -51,6 +53,10 @@ impl Endpoints {
     pub fn jobs_data(&self) -> Option<SocketAddr> {
         self.get().jobs_data
     }
+
+    pub fn s3(&self) -> Option<SocketAddr> {
+        self.get().s3
+    }
 }
 
 /// What the listeners share: the emulator and where they listen.
@@ -62,6 +68,7 @@ pub struct HttpState {
     pub endpoints: Endpoints,
     pub topic_rules: topic_rules::TopicRules,
     pub templates: job_templates::TemplateRoutes,
+    pub s3: s3::S3Routes,
 }
 
 impl HttpState {
@@ -71,6 +78,7 @@ impl HttpState {
             endpoints: Endpoints::default(),
             topic_rules: topic_rules::TopicRules::default(),
             templates: job_templates::TemplateRoutes::default(),
+            s3: s3::S3Routes::new(signing_key()),
         })
     }
 }
@@ -110,5 +118,28 @@ pub async fn serve_jobs_data(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let bound = server::serve(Arc::clone(&state), addr, "jobs_data", jobs_data).await?;
     state.endpoints.set(|e| e.jobs_data = Some(bound.0));
+    Ok(bound)
+}
+
+/// A per-process key for presigned URLs: std's randomly seeded hasher, so URLs of one run do
+/// not validate in another. Presigned URLs are not part of the world's event log.
+fn signing_key() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one("s3 signing key")
+}
+
+fn s3_router(state: &HttpState, request: &Request<'_>) -> Reply {
+    state
+        .s3
+        .handle(request, state.emulator.world().now() / 1000)
+}
+
+/// Serves the emulated S3 on `addr`; returns the bound address.
+pub async fn serve_s3(
+    state: Arc<HttpState>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let bound = server::serve(Arc::clone(&state), addr, "s3", s3_router).await?;
+    state.endpoints.set(|e| e.s3 = Some(bound.0));
     Ok(bound)
 }

@@ -25,6 +25,8 @@ pub struct Request<'a> {
     /// The raw query string (without `?`).
     pub query: &'a str,
     pub body: &'a [u8],
+    /// The `content-type` header, if any.
+    pub content_type: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -40,7 +42,14 @@ impl<'a> Request<'a> {
             segments,
             query,
             body,
+            content_type: None,
         }
+    }
+
+    /// The request with its `content-type` header.
+    pub fn with_content_type(mut self, content_type: Option<&'a str>) -> Self {
+        self.content_type = content_type;
+        self
     }
 
     /// The segments as `&str`, for slice patterns.
@@ -85,6 +94,8 @@ pub struct Reply {
     /// AWS exception name, sent as `x-amzn-ErrorType`.
     pub error_type: Option<&'static str>,
     pub body: ReplyBody,
+    /// Further response headers (S3's `ETag`, `Last-Modified`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// What a reply carries.
@@ -119,6 +130,7 @@ pub fn ok(body: Value) -> Reply {
         status: 200,
         error_type: None,
         body: ReplyBody::Json(body),
+        headers: Vec::new(),
     }
 }
 
@@ -128,6 +140,7 @@ pub fn error(status: u16, error_type: &'static str, message: impl Into<String>) 
         status,
         error_type: Some(error_type),
         body: ReplyBody::Json(json!({"message": message.into()})),
+        headers: Vec::new(),
     }
 }
 
@@ -218,11 +231,18 @@ async fn respond<S>(
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
+    let content_type = request
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let limited = http_body_util::Limited::new(request.into_body(), MAX_BODY);
     let reply = match limited.collect().await {
         Ok(body) => {
             let body = body.to_bytes();
-            router(state, &Request::new(&method, &path, &query, &body))
+            let request = Request::new(&method, &path, &query, &body)
+                .with_content_type(content_type.as_deref());
+            router(state, &request)
         }
         Err(e) => error(
             413,
@@ -243,6 +263,9 @@ async fn respond<S>(
     let mut response = Response::builder().status(reply.status);
     if let Some(t) = reply.error_type {
         response = response.header("x-amzn-ErrorType", t);
+    }
+    for (name, value) in &reply.headers {
+        response = response.header(*name, value);
     }
     let (content_type, bytes) = match reply.body {
         ReplyBody::Json(v) => ("application/json", Bytes::from(v.to_string())),
