@@ -3,7 +3,7 @@
 //!
 //! Owns: paths, request parsing and response shapes for CreateThing (with
 //! `attributePayload`), DescribeThing, ListThings, the thing-group membership calls, CreateJob,
-//! DescribeJob, ListJobs, UpdateJob, CancelJob, DeleteJob, CancelJobExecution,
+//! DescribeJob, GetJobDocument, ListJobs, UpdateJob, CancelJob, DeleteJob, CancelJobExecution,
 //! DeleteJobExecution, DescribeJobExecution, ListJobExecutionsForThing and
 //! ListJobExecutionsForJob, DescribeEndpoint; errors as AWS names them. Signatures are not
 //! checked. Must not know: the Jobs rules themselves (the cloud's), sockets or hyper.
@@ -202,6 +202,12 @@ pub fn handle(cloud: &SharedWorld, endpoints: &Endpoints, request: &Request<'_>)
             Some(job) => ok(json!({"documentSource": Value::Null, "job": job})),
             None => error(404, "ResourceNotFoundException", format!("job {job_id} does not exist")),
         },
+        ("GET", ["jobs", job_id, "job-document"]) => {
+            match cloud.with_jobs(|j| j.job(job_id).map(|job| job.document.to_string())) {
+                Some(document) => ok(json!({"document": document})),
+                None => error(404, "ResourceNotFoundException", format!("job {job_id} does not exist")),
+            }
+        }
         ("PATCH", ["jobs", job_id]) => match request.json() {
             Ok(b) => update_job(cloud, job_id, &b),
             Err(r) => r,
@@ -714,6 +720,8 @@ mod tests {
             handle(&c, "PATCH", "/jobs/a", "", update.to_string().as_bytes()).status,
             200
         );
+        let doc = handle(&c, "GET", "/jobs/a/job-document", "", b"");
+        assert_eq!(doc["document"], "{}");
         let job = handle(&c, "GET", "/jobs/a", "", b"");
         assert_eq!(
             (

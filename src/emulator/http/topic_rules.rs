@@ -93,13 +93,10 @@ impl TopicRules {
                 format!("rule name {name:?} must be 1 to 128 of [a-zA-Z0-9_]"),
             );
         }
-        let payload = body.get("topicRulePayload").unwrap_or(&Value::Null);
+        // The body is the TopicRulePayload itself (the operation's payload member).
+        let payload = body;
         let Some(sql) = payload.get("sql").and_then(Value::as_str) else {
-            return error(
-                400,
-                "InvalidRequestException",
-                "topicRulePayload.sql is required",
-            );
+            return error(400, "InvalidRequestException", "sql is required");
         };
         if payload.get("ruleDisabled").and_then(Value::as_bool) == Some(true) {
             return error(
@@ -235,7 +232,7 @@ mod tests {
     }
 
     fn payload(sql: &str, topic: &str) -> Value {
-        json!({"topicRulePayload": {"sql": sql, "actions": [{"republish": {"topic": topic, "roleArn": "arn:aws:iam::1:role/r"}}]}})
+        json!({"sql": sql, "actions": [{"republish": {"topic": topic, "roleArn": "arn:aws:iam::1:role/r"}}]})
     }
 
     #[test]
@@ -295,7 +292,8 @@ mod tests {
             call(&rules, &e, "POST", "/rules/r1", &bad_sql).error_type,
             Some("SqlParseException")
         );
-        let lambda = json!({"topicRulePayload": {"sql": "SELECT * FROM 'a'", "actions": [{"lambda": {"functionArn": "x"}}]}});
+        let lambda =
+            json!({"sql": "SELECT * FROM 'a'", "actions": [{"lambda": {"functionArn": "x"}}]});
         assert_eq!(
             call(&rules, &e, "POST", "/rules/r2", &lambda).error_type,
             Some("InvalidRequestException")
