@@ -280,6 +280,42 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_created_over_http_republishes() {
+        let e = Emulator::with_options(EmulatorOptions {
+            clock: ClockMode::Manual,
+            ..EmulatorOptions::default()
+        });
+        let rules = TopicRules::default();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        let _guard = e.world().tap().subscribe(
+            "copy/#",
+            0,
+            false,
+            Box::new(move |topic, _: &crate::ipc::model::MqttMessage| {
+                sink.lock().unwrap().push(topic.to_owned());
+                true
+            }),
+        );
+        let body = payload("SELECT * FROM 'sensors/+/temp'", "copy/${topic(2)}");
+        assert_eq!(
+            call(&rules, &e, "POST", "/rules/copy_temps", &body).status,
+            200
+        );
+        e.world()
+            .operator_publish("sensors/s1/temp", b"{\"t\": 20}", 0);
+        e.world().operator_publish("sensors/s1/humidity", b"{}", 0);
+        assert_eq!(*seen.lock().unwrap(), ["copy/s1"]);
+        call(&rules, &e, "DELETE", "/rules/copy_temps", &json!({}));
+        e.world().operator_publish("sensors/s2/temp", b"{}", 0);
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "a deleted rule republishes nothing"
+        );
+    }
+
+    #[test]
     fn unsupported_rules_are_refused() {
         let e = Emulator::with_options(EmulatorOptions {
             clock: ClockMode::Manual,
