@@ -1,12 +1,13 @@
-//! boto3 (the real AWS SDK for Python) against the emulator's control API, with the component
-//! running: a job created through boto3 is executed by the handler and read back through boto3.
+//! boto3 (the real AWS SDK for Python) against the emulator's listeners, with the component
+//! running: a job created through boto3 is executed by the handler and read back through boto3;
+//! then boto3's `iot`, `iot-data`, `iot-jobs-data` and `s3` clients drive every other route.
 //!
 //! The Python interpreter is `$GGJH_PYTHON` (`.ci/run` points it at a venv with boto3).
 
 mod common;
 
 use common::*;
-use greengrass_jobs_handler::emulator::control_api;
+use greengrass_jobs_handler::emulator::http;
 use greengrass_jobs_handler::emulator::Emulator;
 use serde_json::{json, Value};
 use std::process::Stdio;
@@ -32,15 +33,20 @@ async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
     );
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ipc.socket");
-    let emulator = Emulator::with_thing(THING, true);
+    let emulator = Arc::new(Emulator::with_thing(THING, true));
     emulator
         .nucleus()
         .register(COMPONENT, TOKEN, json!({"jitterMaxMs": 0}));
     let _server = emulator.serve_ipc(&socket).unwrap();
-    let (addr, _api) =
-        control_api::serve(Arc::clone(emulator.world()), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+    let state = http::HttpState::new(Arc::clone(&emulator));
+    let any_port = "127.0.0.1:0".parse().unwrap();
+    let (addr, _api) = http::serve_control(Arc::clone(&state), any_port)
+        .await
+        .unwrap();
+    let (jobs_data, _jobs_data) = http::serve_jobs_data(Arc::clone(&state), any_port)
+        .await
+        .unwrap();
+    let (s3, _s3) = http::serve_s3(Arc::clone(&state), any_port).await.unwrap();
     let _handler = tokio::process::Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
         .current_dir(dir.path())
         .env(
@@ -64,6 +70,8 @@ async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
     let child = tokio::process::Command::new(python())
         .arg(script)
         .env("GGJH_CONTROL_URL", format!("http://{addr}"))
+        .env("GGJH_JOBS_DATA_URL", format!("http://{jobs_data}"))
+        .env("GGJH_S3_URL", format!("http://{s3}"))
         .env("GGJH_THING", THING)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::piped())
@@ -93,6 +101,24 @@ async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
         "continuous_job_on_group_join",
         "not_found_error",
         "already_exists_error",
+        "describe_thing",
+        "list_things",
+        "list_jobs",
+        "update_job",
+        "delete_job_needs_force",
+        "delete_job",
+        "describe_endpoint",
+        "job_templates",
+        "managed_job_templates",
+        "get_pending_job_executions",
+        "start_next_pending_job_execution",
+        "describe_job_execution_data",
+        "update_job_execution_version_checked",
+        "update_job_execution",
+        "jobs_data_not_found",
+        "topic_rules_and_publish",
+        "s3_put_get",
+        "s3_no_such_bucket",
     ] {
         let step = steps
             .iter()

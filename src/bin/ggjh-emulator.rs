@@ -1,12 +1,15 @@
 //! `ggjh-emulator`: the local emulator as a process, for running components and SDK clients
 //! against it by hand or from other languages' tests.
 //!
-//! Serves Greengrass IPC on a Unix socket for the components named on the command line, emulates
-//! IoT Core, the Jobs service and the reconnect rule for one core device, and serves the control
-//! API (AWS IoT control-plane REST shapes) on a local TCP port. Runs until SIGINT or SIGTERM.
+//! Serves Greengrass IPC on a Unix socket per core device for the components named on the
+//! command line, emulates IoT Core, the Jobs service and the reconnect rule, and serves the
+//! control API (AWS IoT control-plane REST shapes, `iot-data` Publish, `/emulator/...`) on a
+//! local TCP port. Runs until SIGINT or SIGTERM.
 
-use clap::Parser;
-use greengrass_jobs_handler::emulator::{control_api, Emulator, DEFAULT_THING};
+use clap::{Parser, ValueEnum};
+use greengrass_jobs_handler::emulator::clock::ClockMode;
+use greengrass_jobs_handler::emulator::nucleus::profile::NucleusProfile;
+use greengrass_jobs_handler::emulator::{http, Core, Emulator, EmulatorOptions, DEFAULT_THING};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,9 +21,28 @@ use std::sync::Arc;
     about = "Local emulator of the Greengrass nucleus IPC, AWS IoT Core and the Jobs service"
 )]
 struct Args {
-    /// Unix socket to serve IPC on.
+    /// Unix socket to serve the first core's IPC on (default: `<socket-dir>/<thing>.socket`).
     #[arg(long)]
-    socket: PathBuf,
+    socket: Option<PathBuf>,
+    /// Directory for the sockets of cores given without a path.
+    #[arg(long)]
+    socket_dir: Option<PathBuf>,
+    /// A further core device, as THING or THING=SOCKET_PATH (repeatable); every core serves
+    /// the same components.
+    #[arg(long = "core", value_parser = parse_core)]
+    cores: Vec<(String, Option<PathBuf>)>,
+    /// The emulator's clock: `wall`, or `manual` (only `POST /emulator/clock/advance` moves it).
+    #[arg(long, value_enum, default_value_t = Clock::Wall)]
+    clock: Clock,
+    /// Seed of the world's random choices (same seed and inputs, same run).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Which nucleus the cores behave like.
+    #[arg(long, value_enum, default_value_t = Nucleus::Java)]
+    nucleus: Nucleus,
+    /// Refuse SubscribeToIoTCoreConnectionStatus, as nuclei before it existed do.
+    #[arg(long)]
+    no_connection_status: bool,
     /// A component allowed to connect, as NAME=TOKEN (repeatable).
     #[arg(long = "component", value_parser = parse_pair, required = true)]
     components: Vec<(String, String)>,
@@ -43,6 +65,45 @@ struct Args {
     /// Address of the control API (port 0 picks a free port; the address is logged).
     #[arg(long, default_value = "127.0.0.1:0")]
     control: SocketAddr,
+    /// Address of the `iot-jobs-data` listener (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    jobs_data: SocketAddr,
+    /// Address of the emulated S3 (path style; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    s3: SocketAddr,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Clock {
+    Wall,
+    Manual,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Nucleus {
+    Java,
+    Lite,
+}
+
+fn parse_core(s: &str) -> Result<(String, Option<PathBuf>), String> {
+    match s.split_once('=') {
+        None if !s.is_empty() => Ok((s.to_owned(), None)),
+        Some((thing, path)) if !thing.is_empty() && !path.is_empty() => {
+            Ok((thing.to_owned(), Some(PathBuf::from(path))))
+        }
+        _ => Err(format!("expected THING or THING=SOCKET_PATH, got {s:?}")),
+    }
+}
+
+/// Where `thing`'s socket goes: its own path, or `<socket-dir>/<thing>.socket`.
+fn socket_of(args: &Args, thing: &str, path: Option<&PathBuf>) -> Result<PathBuf, String> {
+    match (path, &args.socket_dir) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(dir)) => Ok(dir.join(format!("{thing}.socket"))),
+        (None, None) => Err(format!(
+            "core {thing} has no socket: give THING=PATH or --socket-dir"
+        )),
+    }
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -69,11 +130,22 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let emulator = Emulator::with_thing(&args.thing, !args.no_reconnect_rule);
-        emulator.nucleus().set_strict_access_control(args.strict_access_control);
-        emulator
-            .nucleus()
-            .set_interpolation(args.interpolate_component_configuration.then_some(args.thing.as_str()));
+        let emulator = Arc::new(Emulator::with_options(EmulatorOptions {
+            thing: args.thing.clone(),
+            reconnect_rule: !args.no_reconnect_rule,
+            clock: match args.clock {
+                Clock::Wall => ClockMode::Wall,
+                Clock::Manual => ClockMode::Manual,
+            },
+            seed: args.seed,
+            nucleus: match args.nucleus {
+                Nucleus::Java => NucleusProfile::Java,
+                Nucleus::Lite => NucleusProfile::Lite,
+            },
+            connection_status: !args.no_connection_status,
+            ..EmulatorOptions::default()
+        }));
+        let mut configs = Vec::new();
         for (name, token) in &args.components {
             let config = match args.configs.iter().find(|(n, _)| n == name) {
                 None => serde_json::json!({}),
@@ -88,23 +160,71 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            emulator.nucleus().register(name, token, config);
+            configs.push((name, token, config));
         }
-        let server = match emulator.serve_ipc(&args.socket) {
-            Ok(server) => server,
-            Err(e) => {
-                tracing::error!(socket = %args.socket.display(), error = %e, "cannot listen");
-                return ExitCode::FAILURE;
+        let mut cores: Vec<(Arc<Core>, PathBuf)> = Vec::new();
+        let first = args.socket.as_ref();
+        let wanted = std::iter::once((args.thing.clone(), first.cloned())).chain(args.cores.iter().cloned());
+        for (thing, path) in wanted {
+            let socket = match socket_of(&args, &thing, path.as_ref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot place the socket");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let core = match emulator.add_core(&thing) {
+                Ok(core) => core,
+                Err(e) => {
+                    tracing::error!(thing = %thing, error = %e, "cannot add the core device");
+                    return ExitCode::FAILURE;
+                }
+            };
+            core.nucleus().set_strict_access_control(args.strict_access_control);
+            core.nucleus()
+                .set_interpolation(args.interpolate_component_configuration.then_some(thing.as_str()));
+            for (name, token, config) in &configs {
+                core.nucleus().register(name, token, config.clone());
             }
-        };
-        let (control, _control_task) = match control_api::serve(Arc::clone(emulator.world()), args.control).await {
+            cores.push((core, socket));
+        }
+        emulator.start_timers();
+        let mut servers = Vec::new();
+        for (core, socket) in &cores {
+            match core.serve_ipc(socket) {
+                Ok(server) => servers.push(server),
+                Err(e) => {
+                    tracing::error!(socket = %socket.display(), error = %e, "cannot listen");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        let state = http::HttpState::new(Arc::clone(&emulator));
+        let (control, _control_task) = match http::serve_control(Arc::clone(&state), args.control).await {
             Ok(bound) => bound,
             Err(e) => {
                 tracing::error!(address = %args.control, error = %e, "cannot serve the control API");
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(socket = %server.path().display(), thing = %args.thing, control = %format!("http://{control}"), reconnect_rule = !args.no_reconnect_rule, "emulator ready");
+        let (jobs_data, _jobs_data_task) = match http::serve_jobs_data(Arc::clone(&state), args.jobs_data).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::error!(address = %args.jobs_data, error = %e, "cannot serve iot-jobs-data");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (s3, _s3_task) = match http::serve_s3(Arc::clone(&state), args.s3).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::error!(address = %args.s3, error = %e, "cannot serve S3");
+                return ExitCode::FAILURE;
+            }
+        };
+        for (core, server) in cores.iter().zip(&servers) {
+            tracing::info!(thing = %core.0.thing_name(), socket = %server.path().display(), "core serving IPC");
+        }
+        tracing::info!(socket = %servers[0].path().display(), thing = %args.thing, cores = cores.len(), control = %format!("http://{control}"), jobs_data = %format!("http://{jobs_data}"), s3 = %format!("http://{s3}"), reconnect_rule = !args.no_reconnect_rule, "emulator ready");
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
             Err(e) => {

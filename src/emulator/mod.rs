@@ -7,7 +7,7 @@
 
 pub mod clock;
 pub mod cloud;
-pub mod control_api;
+pub mod http;
 pub mod nucleus;
 pub mod shared_world;
 pub mod world;

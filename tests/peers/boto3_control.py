@@ -1,9 +1,14 @@
-"""boto3's real AWS IoT client against the emulator's control API (endpoint in GGJH_CONTROL_URL).
+"""boto3's real AWS IoT clients against the emulator: `iot` and `iot-data` on the control
+listener (GGJH_CONTROL_URL), `iot-jobs-data` on its own (GGJH_JOBS_DATA_URL), `s3` on the
+emulated S3 (GGJH_S3_URL).
 
 Creates a job for the core device GGJH_THING, waits until the component running against the
 emulator has executed it, checks the execution through DescribeJobExecution and
 ListJobExecutionsForThing, then exercises CancelJob and the error shapes. Prints one JSON line per
-step ({"step": ..., "ok": bool, ...}) and exits non-zero if any step failed.
+step ({"step": ..., "ok": bool, ...}) and exits non-zero if any step failed. Then drives the
+routes around it: thing attributes and listings, ListJobs/UpdateJob/DeleteJob, DescribeEndpoint,
+topic rules, job templates and managed templates, a device running a job through
+`iot-jobs-data`, iot-data Publish, and S3 buckets and objects.
 """
 
 import json
@@ -24,16 +29,20 @@ def report(step, ok, **details):
     print(json.dumps({"step": step, "ok": bool(ok), **details}, default=str), flush=True)
 
 
-def main():
-    thing = os.environ["GGJH_THING"]
-    iot = boto3.client(
-        "iot",
-        endpoint_url=os.environ["GGJH_CONTROL_URL"],
+def client(service, url_variable, **config):
+    return boto3.client(
+        service,
+        endpoint_url=os.environ[url_variable],
         region_name="us-east-1",
         aws_access_key_id="emulator",
         aws_secret_access_key="emulator",
-        config=Config(retries={"max_attempts": 1}),
+        config=Config(retries={"max_attempts": 1}, **config),
     )
+
+
+def main():
+    thing = os.environ["GGJH_THING"]
+    iot = client("iot", "GGJH_CONTROL_URL")
     arn = iot.create_thing(thingName="boto3-thing")["thingArn"]
     report("create_thing", arn.endswith(":thing/boto3-thing"), arn=arn)
 
@@ -99,6 +108,122 @@ def main():
         report("already_exists_error", False, error="no error")
     except iot.exceptions.ResourceAlreadyExistsException as e:
         report("already_exists_error", True, error=type(e).__name__)
+
+    more_control_plane(iot)
+    device_over_jobs_data(iot, client("iot-jobs-data", "GGJH_JOBS_DATA_URL"))
+    iot_data_and_rules(iot, client("iot-data", "GGJH_CONTROL_URL"))
+    s3_objects(client("s3", "GGJH_S3_URL", s3={"addressing_style": "path"}))
+
+
+def more_control_plane(iot):
+    iot.create_thing(thingName="boto3-attr", attributePayload={"attributes": {"site": "north"}})
+    described = iot.describe_thing(thingName="boto3-attr")
+    report("describe_thing", described["attributes"] == {"site": "north"} and described["version"] == 1, thing=described)
+    listed = iot.list_things(attributeName="site", attributeValue="north")["things"]
+    report("list_things", [t["thingName"] for t in listed] == ["boto3-attr"], things=listed)
+
+    jobs = [j["jobId"] for j in iot.list_jobs()["jobs"]]
+    report("list_jobs", "boto3-add" in jobs and "boto3-cancel" in jobs, jobs=jobs)
+    iot.create_job(jobId="boto3-update", targets=["arn:aws:iot:us-east-1:123456789012:thing/boto3-attr"], document="{}")
+    iot.update_job(jobId="boto3-update", description="changed", timeoutConfig={"inProgressTimeoutInMinutes": 7})
+    job = iot.describe_job(jobId="boto3-update")["job"]
+    report("update_job", job.get("description") == "changed" and job["timeoutConfig"]["inProgressTimeoutInMinutes"] == 7, job=job)
+    try:
+        iot.delete_job(jobId="boto3-update")
+        report("delete_job_needs_force", False, error="no error")
+    except iot.exceptions.InvalidStateTransitionException:
+        report("delete_job_needs_force", True)
+    iot.delete_job(jobId="boto3-update", force=True)
+    try:
+        iot.describe_job(jobId="boto3-update")
+        report("delete_job", False, error="still there")
+    except iot.exceptions.ResourceNotFoundException:
+        report("delete_job", True)
+
+    address = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    report("describe_endpoint", "http://" + address == os.environ["GGJH_CONTROL_URL"], address=address)
+
+    iot.create_job_template(jobTemplateId="boto3-tpl", description="t", document=json.dumps({"operation": "echo"}))
+    template = iot.describe_job_template(jobTemplateId="boto3-tpl")
+    listed = [t["jobTemplateId"] for t in iot.list_job_templates()["jobTemplates"]]
+    iot.create_job(jobId="boto3-from-tpl", targets=["arn:aws:iot:us-east-1:123456789012:thing/boto3-attr"], jobTemplateArn=template["jobTemplateArn"])
+    document = json.loads(iot.get_job_document(jobId="boto3-from-tpl")["document"])
+    iot.delete_job_template(jobTemplateId="boto3-tpl")
+    report(
+        "job_templates",
+        listed == ["boto3-tpl"] and template["document"] == json.dumps({"operation": "echo"}) and document == {"operation": "echo"},
+        listed=listed,
+        document=document,
+    )
+
+    managed = [t["templateName"] for t in iot.list_managed_job_templates()["managedJobTemplates"]]
+    restart = iot.describe_managed_job_template(templateName="AWS-Restart-Application")
+    keys = [p["key"] for p in restart["documentParameters"]]
+    report("managed_job_templates", "AWS-Restart-Application" in managed and "services" in keys, managed=managed, keys=keys)
+
+
+def device_over_jobs_data(iot, jobs):
+    iot.create_thing(thingName="boto3-device")
+    iot.create_job(
+        jobId="boto3-managed",
+        targets=["arn:aws:iot:us-east-1:123456789012:thing/boto3-device"],
+        jobTemplateArn="arn:aws:iot:us-east-1::jobtemplate/AWS-Restart-Application:1.0",
+        documentParameters={"services": "nginx"},
+    )
+    pending = jobs.get_pending_job_executions(thingName="boto3-device")
+    report("get_pending_job_executions", [j["jobId"] for j in pending["queuedJobs"]] == ["boto3-managed"], pending=pending.get("queuedJobs"))
+    started = jobs.start_next_pending_job_execution(thingName="boto3-device", statusDetails={"step": "run"})["execution"]
+    document = json.dumps(started.get("jobDocument"))
+    report("start_next_pending_job_execution", started["status"] == "IN_PROGRESS" and "nginx" in document, status=started["status"], document=document)
+    described = jobs.describe_job_execution(thingName="boto3-device", jobId="boto3-managed")["execution"]
+    report("describe_job_execution_data", described["statusDetails"] == {"step": "run"}, execution=described)
+    try:
+        jobs.update_job_execution(thingName="boto3-device", jobId="boto3-managed", status="SUCCEEDED", expectedVersion=99)
+        report("update_job_execution_version_checked", False, error="no error")
+    except jobs.exceptions.InvalidStateTransitionException:
+        report("update_job_execution_version_checked", True)
+    state = jobs.update_job_execution(thingName="boto3-device", jobId="boto3-managed", status="SUCCEEDED", includeJobExecutionState=True)["executionState"]
+    control_view = iot.describe_job_execution(jobId="boto3-managed", thingName="boto3-device")["execution"]["status"]
+    report("update_job_execution", state["status"] == "SUCCEEDED" and control_view == "SUCCEEDED", state=state, control_view=control_view)
+    try:
+        jobs.get_pending_job_executions(thingName="boto3-nobody")
+        report("jobs_data_not_found", False, error="no error")
+    except jobs.exceptions.ResourceNotFoundException:
+        report("jobs_data_not_found", True)
+
+
+def iot_data_and_rules(iot, data):
+    iot.create_topic_rule(
+        ruleName="boto3_copy",
+        topicRulePayload={
+            "sql": "SELECT * FROM 'boto3/in/+'",
+            "actions": [{"republish": {"roleArn": "arn:aws:iam::123456789012:role/r", "topic": "boto3/out/${topic(3)}"}}],
+        },
+    )
+    rule = iot.get_topic_rule(ruleName="boto3_copy")["rule"]
+    names = [r["ruleName"] for r in iot.list_topic_rules()["rules"]]
+    data.publish(topic="boto3/in/a", qos=1, payload=b'{"t": 1}')
+    iot.delete_topic_rule(ruleName="boto3_copy")
+    after = [r["ruleName"] for r in iot.list_topic_rules()["rules"]]
+    report(
+        "topic_rules_and_publish",
+        rule["sql"] == "SELECT * FROM 'boto3/in/+'" and "boto3_copy" in names and "boto3_copy" not in after,
+        names=names,
+        after=after,
+    )
+
+
+def s3_objects(s3):
+    s3.create_bucket(Bucket="boto3-artifacts")
+    s3.put_object(Bucket="boto3-artifacts", Key="dir/hello.txt", Body=b"hello", ContentType="text/plain")
+    got = s3.get_object(Bucket="boto3-artifacts", Key="dir/hello.txt")
+    body = got["Body"].read()
+    report("s3_put_get", body == b"hello" and got["ContentType"] == "text/plain", body=body)
+    try:
+        s3.get_object(Bucket="boto3-missing", Key="k")
+        report("s3_no_such_bucket", False, error="no error")
+    except s3.exceptions.NoSuchBucket:
+        report("s3_no_such_bucket", True)
 
 
 if __name__ == "__main__":
