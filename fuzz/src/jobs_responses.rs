@@ -299,7 +299,13 @@ impl World {
                 let job = (*job).to_owned();
                 match update.status {
                     JobStatus::InProgress => {
-                        if update.status_details.is_none() {
+                        // A start carries only the start marker; a progress report names
+                        // its step.
+                        let is_start = update
+                            .status_details
+                            .as_ref()
+                            .is_none_or(|d| d.contains_key("startedBy") && !d.contains_key("step"));
+                        if is_start {
                             assert!(
                                 update.expected_version.is_some(),
                                 "start of {job} without expectedVersion"
