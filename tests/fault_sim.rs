@@ -1,0 +1,169 @@
+//! Seeded fault simulation: many small fleets, each the component's real engine with a model of
+//! its shell against the emulated world, with faults on every hop and at every level; every run
+//! is healed, run on and audited (see `src/sim/audit.rs` for the invariants).
+//!
+//! `cargo test --test fault_sim` runs the default seeds; `GGJH_SIM_SEEDS=N` runs N seeds per
+//! test (from `GGJH_SIM_FIRST_SEED`, default 0); `GGJH_SIM_SEED=n` replays one seed with its
+//! event log.
+
+use greengrass_jobs_handler::sim::faults::FaultKind;
+use greengrass_jobs_handler::sim::scenario::{self, Outcome};
+use std::collections::BTreeMap;
+
+/// Seeds per test by default; the tests below split the default run in four.
+const DEFAULT_SEEDS_PER_TEST: u64 = 260;
+const SPLIT: u64 = 4;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn report(outcome: &Outcome) -> String {
+    let mut s = format!(
+        "seed {} broke {} invariant(s):\n",
+        outcome.seed,
+        outcome.violations.len()
+    );
+    for v in &outcome.violations {
+        s.push_str(&format!("  {v}\n"));
+    }
+    s.push_str(&format!("scenario: {:#?}\n", outcome.scenario));
+    s.push_str(&format!(
+        "replay: GGJH_SIM_SEED={} cargo test --test fault_sim replay -- --nocapture\n",
+        outcome.seed
+    ));
+    s
+}
+
+/// Runs part `part` of the seeds; panics with the first failing seed's report.
+fn run_part(part: u64) {
+    if env_u64("GGJH_SIM_SEED").is_some() {
+        return;
+    }
+    let per_test = env_u64("GGJH_SIM_SEEDS")
+        .map(|n| n.div_ceil(SPLIT))
+        .unwrap_or(DEFAULT_SEEDS_PER_TEST);
+    let first = env_u64("GGJH_SIM_FIRST_SEED").unwrap_or(0) + part * per_test;
+    let mut faults: BTreeMap<FaultKind, u64> = BTreeMap::new();
+    let mut transitions = 0;
+    let mut completed = 0;
+    for seed in first..first + per_test {
+        let outcome = scenario::run(seed, false);
+        if !outcome.violations.is_empty() {
+            panic!("{}", report(&outcome));
+        }
+        for (k, n) in &outcome.stats.faults {
+            *faults.entry(*k).or_default() += n;
+        }
+        transitions += outcome.transitions;
+        completed += outcome.stats.work_completed;
+    }
+    println!(
+        "fault_sim: seeds {first}..{} ran, 0 violations, {transitions} execution changes audited, {completed} works completed",
+        first + per_test
+    );
+    println!("fault_sim: faults injected {faults:?}");
+    // Enough seeds reach every kind of fault: the simulation is not silently fault-free.
+    if per_test >= 200 {
+        for kind in FaultKind::ALL {
+            assert!(
+                faults.get(&kind).copied().unwrap_or(0) > 0,
+                "no {} fault in seeds {first}..{}",
+                kind.name(),
+                first + per_test
+            );
+        }
+    }
+}
+
+#[test]
+fn seeds_part_0() {
+    run_part(0);
+}
+
+#[test]
+fn seeds_part_1() {
+    run_part(1);
+}
+
+#[test]
+fn seeds_part_2() {
+    run_part(2);
+}
+
+#[test]
+fn seeds_part_3() {
+    run_part(3);
+}
+
+/// `GGJH_SIM_SEED=n`: one seed again, with its event log.
+#[test]
+fn replay() {
+    let Some(seed) = env_u64("GGJH_SIM_SEED") else {
+        return;
+    };
+    let outcome = scenario::run(seed, true);
+    for line in &outcome.log {
+        println!("{line}");
+    }
+    assert!(outcome.violations.is_empty(), "{}", report(&outcome));
+    println!("seed {seed}: no violation");
+}
+
+#[test]
+fn one_seed_is_one_run() {
+    let a = scenario::run(12345, true);
+    let b = scenario::run(12345, true);
+    assert!(a.log.len() > 20, "a real run: {} events", a.log.len());
+    assert_eq!(a.log, b.log, "same seed, same run, byte for byte");
+    assert_ne!(a.log, scenario::run(12346, true).log);
+}
+
+/// A job's execution times out in the cloud while its work runs, and the retry queues a new
+/// execution. The result of the first execution's work must not land on the second one, which
+/// never ran (the update names its execution).
+#[test]
+fn a_result_never_lands_on_the_retry_of_its_execution() {
+    use greengrass_jobs_handler::emulator::cloud::jobs_service::{NewJob, RetryConfig};
+    use greengrass_jobs_handler::jobs::engine::EngineConfig;
+    use greengrass_jobs_handler::jobs::messages::JobStatus;
+    use greengrass_jobs_handler::sim::device::WorkModel;
+    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
+
+    let mut sim = Simulation::new(SimConfig::default());
+    sim.enable_audit();
+    sim.add_device(EngineConfig::new("core-a"), WorkModel::default());
+    let job = NewJob {
+        job_id: "slow".into(),
+        targets: vec!["core-a".into()],
+        document: serde_json::json!({"operation": "sim-work", "simDurationMs": 90_000}),
+        in_progress_timeout_minutes: Some(1),
+        retry: RetryConfig {
+            failed: 0,
+            timed_out: 1,
+        },
+        ..NewJob::default()
+    };
+    sim.world_mut()
+        .jobs_control(|jobs, now| jobs.create_job(job, now))
+        .expect("job created");
+    sim.carry();
+    let t0 = sim.now();
+    sim.run_until(t0 + 10 * 60 * 1_000);
+    let jobs = sim.world().jobs();
+    let first = jobs.execution("slow", "core-a", Some(1)).expect("first");
+    let retry = jobs.execution("slow", "core-a", Some(2)).expect("retry");
+    assert_eq!(first.status, JobStatus::TimedOut);
+    let record = sim.devices()[0]
+        .work_records()
+        .get(&("slow".to_owned(), 2))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        retry.status != JobStatus::Succeeded || record.completed.contains(&JobStatus::Succeeded),
+        "the retry is {} but its work never completed ({record:?})",
+        retry.status
+    );
+    let violations = sim.audit().map(|a| a.violations().to_vec()).unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
+}
