@@ -167,3 +167,52 @@ fn a_result_never_lands_on_the_retry_of_its_execution() {
     let violations = sim.audit().map(|a| a.violations().to_vec()).unwrap_or_default();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// The job is canceled while the start request is on its way: the start is refused
+/// (VersionMismatch, CANCELED) and the re-read finds the execution ended. The journal entry the
+/// start wrote must go; nothing is left behind.
+#[test]
+fn a_start_that_loses_to_a_cancel_leaves_no_journal_entry() {
+    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
+    use greengrass_jobs_handler::jobs::engine::EngineConfig;
+    use greengrass_jobs_handler::jobs::messages::JobStatus;
+    use greengrass_jobs_handler::sim::device::WorkModel;
+    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
+
+    let mut sim = Simulation::new(SimConfig::default());
+    sim.enable_audit();
+    sim.add_device(EngineConfig::new("core-a"), WorkModel::default());
+    let job = NewJob {
+        job_id: "raced".into(),
+        targets: vec!["core-a".into()],
+        document: serde_json::json!({"operation": "sim-work"}),
+        ..NewJob::default()
+    };
+    sim.world_mut()
+        .jobs_control(|jobs, now| jobs.create_job(job, now))
+        .expect("job created");
+    sim.carry();
+    let t0 = sim.now();
+    // Step until the start is journaled (and so on its way), then cancel.
+    let mut t = t0;
+    while sim.devices()[0].shell_journal().entries().is_empty() {
+        t += 1;
+        assert!(t < t0 + 60_000, "the job was never started");
+        sim.run_until(t);
+    }
+    sim.world_mut()
+        .jobs_control(|jobs, now| jobs.cancel_job("raced", false, None, now))
+        .expect("canceled");
+    sim.carry();
+    sim.run_until(t + 5 * 60 * 1_000);
+    let e = sim.world().jobs().execution("raced", "core-a", None).expect("execution");
+    assert_eq!(e.status, JobStatus::Canceled);
+    assert!(
+        sim.devices()[0].shell_journal().entries().is_empty(),
+        "left behind: {:?}",
+        sim.devices()[0].shell_journal().entries()
+    );
+    sim.check_settled(false);
+    let violations = sim.audit().map(|a| a.violations().to_vec()).unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
+}

@@ -295,8 +295,8 @@ pub struct Engine {
     /// attempt still starts the job.
     start_tokens: BTreeMap<u64, String>,
     /// Markers of starts of ours whose answer was a VersionMismatch: the re-read decides
-    /// whether the cloud holds our start (job id → marker).
-    unconfirmed_starts: BTreeMap<String, String>,
+    /// whether the cloud holds our start (job id → (marker, execution number)).
+    unconfirmed_starts: BTreeMap<String, (String, i64)>,
     /// The queued executions of the last pending list when it was full (the API's limit):
     /// checked once the walk ends, to warn when all of them were foreign.
     full_list: Vec<(String, i64)>,
@@ -947,6 +947,20 @@ impl Engine {
             }
             Request::Describe { job_id } => {
                 tracing::info!(job_id = %job_id, ?code, "candidate cannot be described; skipping it");
+                let ended = matches!(
+                    code,
+                    ErrorCode::TerminalStateReached | ErrorCode::ResourceNotFound
+                );
+                if ended {
+                    // A start of ours that lost to a cancel or delete: its journal entry can go.
+                    if let Some((_, execution_number)) = self.unconfirmed_starts.remove(&job_id) {
+                        self.start_tokens.retain(|_, j| *j != job_id);
+                        out.push(Action::Forget {
+                            job_id,
+                            execution_number,
+                        });
+                    }
+                }
                 self.next_candidate(now, out);
             }
             Request::Progress { job_id, .. } => match (&code, rejected.execution_state.clone()) {
@@ -1018,7 +1032,8 @@ impl Engine {
                     // re-read may still show our start (an attempt whose answer was lost).
                     tracing::info!(job_id = %job_id, "version changed before start; re-reading the execution");
                     self.take_active(&job_id);
-                    self.unconfirmed_starts.insert(job_id.clone(), marker);
+                    self.unconfirmed_starts
+                        .insert(job_id.clone(), (marker, execution_number));
                     self.candidates.push_front(job_id);
                     self.query = QueryState::Running;
                     self.next_candidate(now, out);
@@ -1393,7 +1408,10 @@ impl Engine {
         let key = (e.job_id.clone(), e.execution_number);
         let marker = match self.recovered.get(&key) {
             Some(Recovered::NotStarted { marker }) => Some(marker.clone()),
-            _ => self.unconfirmed_starts.get(&e.job_id).cloned(),
+            _ => self
+                .unconfirmed_starts
+                .get(&e.job_id)
+                .map(|(marker, _)| marker.clone()),
         };
         if let Some(marker) = marker {
             if holds_start(e.status, e.status_details.as_ref(), &marker) {
