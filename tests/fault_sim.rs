@@ -216,3 +216,62 @@ fn a_start_that_loses_to_a_cancel_leaves_no_journal_entry() {
     let violations = sim.audit().map(|a| a.violations().to_vec()).unwrap_or_default();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// One job at a time: the start of one job is throttled and waits out its back-off; meanwhile
+/// the job is canceled, another is queued and the core's connection comes back (the reconnect
+/// rule makes the device list its jobs while it is still busy starting the first). When the
+/// first start is then refused, the device must look again and run the second.
+#[test]
+fn a_refused_start_looks_again_for_jobs_listed_while_it_was_busy() {
+    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
+    use greengrass_jobs_handler::jobs::engine::EngineConfig;
+    use greengrass_jobs_handler::jobs::messages::JobStatus;
+    use greengrass_jobs_handler::sim::device::WorkModel;
+    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
+    use std::time::Duration;
+
+    let mut sim = Simulation::new(SimConfig::default());
+    sim.enable_audit();
+    let mut config = EngineConfig::new("core-a");
+    config.max_jitter = Duration::from_millis(500);
+    config.base_backoff = Duration::from_secs(30);
+    sim.add_device(config, WorkModel::default());
+    let new_job = |id: &str| NewJob {
+        job_id: id.into(),
+        targets: vec!["core-a".into()],
+        document: serde_json::json!({"operation": "sim-work"}),
+        ..NewJob::default()
+    };
+    let first = new_job("first");
+    sim.world_mut()
+        .jobs_control(|jobs, now| jobs.create_job(first, now))
+        .expect("job created");
+    sim.carry();
+    let t0 = sim.now();
+    let mut t = t0;
+    while sim.devices()[0].shell_journal().entries().is_empty() {
+        t += 1;
+        assert!(t < t0 + 60_000, "the job was never started");
+        sim.run_until(t);
+    }
+    // The start on its way is throttled; its retry waits out a back-off of up to 30 s.
+    sim.world_mut().jobs_mut().throttle("core-a", 1);
+    sim.run_until(t + 100);
+    let second = new_job("second");
+    sim.world_mut()
+        .jobs_control(|jobs, now| {
+            let mut out = jobs.cancel_job("first", false, None, now)?;
+            out.extend(jobs.create_job(second, now)?);
+            Ok(out)
+        })
+        .expect("canceled and queued");
+    sim.world_mut().core_reconnect("core-a", true);
+    sim.carry();
+    sim.run_until(t + 5 * 60 * 1_000);
+    let status = |id: &str| sim.world().jobs().execution(id, "core-a", None).map(|e| e.status);
+    assert_eq!(status("first"), Some(JobStatus::Canceled));
+    assert_eq!(status("second"), Some(JobStatus::Succeeded), "the second job ran");
+    sim.check_settled(false);
+    let violations = sim.audit().map(|a| a.violations().to_vec()).unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
+}

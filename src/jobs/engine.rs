@@ -1032,6 +1032,9 @@ impl Engine {
                     // re-read may still show our start (an attempt whose answer was lost).
                     tracing::info!(job_id = %job_id, "version changed before start; re-reading the execution");
                     self.take_active(&job_id);
+                    // Lists seen while this start was under way were dropped (no capacity):
+                    // once the re-read is done, look again.
+                    self.requery = true;
                     self.unconfirmed_starts
                         .insert(job_id.clone(), (marker, execution_number));
                     self.candidates.push_front(job_id);
@@ -1041,6 +1044,7 @@ impl Engine {
                 _ => {
                     tracing::warn!(job_id = %job_id, execution_number, ?code, %message, "job could not be started; looking for others");
                     self.take_active(&job_id);
+                    self.requery = true;
                     self.start_tokens.retain(|_, j| *j != job_id);
                     out.push(Action::Forget {
                         job_id,
