@@ -164,7 +164,10 @@ fn a_result_never_lands_on_the_retry_of_its_execution() {
         "the retry is {} but its work never completed ({record:?})",
         retry.status
     );
-    let violations = sim.audit().map(|a| a.violations().to_vec()).unwrap_or_default();
+    let violations = sim
+        .audit()
+        .map(|a| a.violations().to_vec())
+        .unwrap_or_default();
     assert!(violations.is_empty(), "{violations:?}");
 }
 
@@ -205,7 +208,11 @@ fn a_start_that_loses_to_a_cancel_leaves_no_journal_entry() {
         .expect("canceled");
     sim.carry();
     sim.run_until(t + 5 * 60 * 1_000);
-    let e = sim.world().jobs().execution("raced", "core-a", None).expect("execution");
+    let e = sim
+        .world()
+        .jobs()
+        .execution("raced", "core-a", None)
+        .expect("execution");
     assert_eq!(e.status, JobStatus::Canceled);
     assert!(
         sim.devices()[0].shell_journal().entries().is_empty(),
@@ -213,7 +220,10 @@ fn a_start_that_loses_to_a_cancel_leaves_no_journal_entry() {
         sim.devices()[0].shell_journal().entries()
     );
     sim.check_settled(false);
-    let violations = sim.audit().map(|a| a.violations().to_vec()).unwrap_or_default();
+    let violations = sim
+        .audit()
+        .map(|a| a.violations().to_vec())
+        .unwrap_or_default();
     assert!(violations.is_empty(), "{violations:?}");
 }
 
@@ -268,10 +278,22 @@ fn a_refused_start_looks_again_for_jobs_listed_while_it_was_busy() {
     sim.world_mut().core_reconnect("core-a", true);
     sim.carry();
     sim.run_until(t + 5 * 60 * 1_000);
-    let status = |id: &str| sim.world().jobs().execution(id, "core-a", None).map(|e| e.status);
+    let status = |id: &str| {
+        sim.world()
+            .jobs()
+            .execution(id, "core-a", None)
+            .map(|e| e.status)
+    };
     assert_eq!(status("first"), Some(JobStatus::Canceled));
-    assert_eq!(status("second"), Some(JobStatus::Succeeded), "the second job ran");
+    assert_eq!(
+        status("second"),
+        Some(JobStatus::Succeeded),
+        "the second job ran"
+    );
     sim.check_settled(false);
-    let violations = sim.audit().map(|a| a.violations().to_vec()).unwrap_or_default();
+    let violations = sim
+        .audit()
+        .map(|a| a.violations().to_vec())
+        .unwrap_or_default();
     assert!(violations.is_empty(), "{violations:?}");
 }

@@ -137,11 +137,7 @@ impl Audit {
                     .get(&(e.job_id.clone(), e.execution_number))
                     .cloned()
                     .unwrap_or_default();
-                let reason = e
-                    .status_details
-                    .get("reason")
-                    .cloned()
-                    .unwrap_or_default();
+                let reason = e.status_details.get("reason").cloned().unwrap_or_default();
                 let problem = match (e.status, kind) {
                     // The cloud's own transitions.
                     (
@@ -163,19 +159,19 @@ impl Audit {
                     (JobStatus::Rejected, Kind::Ours) => {
                         Some(format!("a runnable job was REJECTED: {reason}"))
                     }
-                    (JobStatus::Succeeded, Kind::Ours) => (!record
-                        .completed
-                        .contains(&JobStatus::Succeeded))
-                    .then(|| format!("SUCCEEDED without completed work ({record:?})")),
+                    (JobStatus::Succeeded, Kind::Ours) => {
+                        (!record.completed.contains(&JobStatus::Succeeded))
+                            .then(|| format!("SUCCEEDED without completed work ({record:?})"))
+                    }
                     (JobStatus::Failed, Kind::Ours) if reason.starts_with("interrupted") => {
-                        (record.interrupted == 0).then(|| {
+                        (record.interrupted + record.results_lost == 0).then(|| {
                             format!("FAILED {reason:?} but no run was cut short ({record:?})")
                         })
                     }
-                    (JobStatus::Failed, Kind::Ours) => (!record
-                        .completed
-                        .contains(&JobStatus::Failed))
-                    .then(|| format!("FAILED {reason:?} without failed work ({record:?})")),
+                    (JobStatus::Failed, Kind::Ours) => {
+                        (!record.completed.contains(&JobStatus::Failed))
+                            .then(|| format!("FAILED {reason:?} without failed work ({record:?})"))
+                    }
                     (status, Kind::OursMalformed) => Some(format!(
                         "a malformed document was reported {status}: {reason}"
                     )),
@@ -255,10 +251,7 @@ impl Audit {
                     thing,
                     "-",
                     0,
-                    format!(
-                        "engine timer while idle: {:?}",
-                        device.engine_deadline()
-                    ),
+                    format!("engine timer while idle: {:?}", device.engine_deadline()),
                 );
             }
             for entry in device.shell_journal().entries() {

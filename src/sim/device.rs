@@ -62,6 +62,9 @@ pub struct WorkRecord {
     pub interrupted: u32,
     /// Runs stopped because the cloud ended the job.
     pub canceled: u32,
+    /// Runs whose work ended but whose result died with the component before it was durable
+    /// (a crash during the journal write of the result): to the journal, the run was cut short.
+    pub results_lost: u32,
 }
 
 /// A crash the device is armed with: the next non-empty batch of actions is cut at index
@@ -367,6 +370,18 @@ impl Device {
             let crash_here = cut.filter(|(at, _)| *at == i);
             if let Some((_, torn)) = crash_here {
                 // A journal write (or a run's write and spawn) either happened whole or not.
+                if let (
+                    true,
+                    Action::Record(Record::Finished {
+                        job_id,
+                        execution_number,
+                        ..
+                    }),
+                ) = (torn, &action)
+                {
+                    let key = (job_id.clone(), *execution_number);
+                    self.work_records.entry(key).or_default().results_lost += 1;
+                }
                 if !torn {
                     match action {
                         Action::Record(record) => {

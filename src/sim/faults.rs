@@ -213,7 +213,8 @@ mod tests {
 
     #[test]
     fn names_are_unique() {
-        let names: std::collections::BTreeSet<_> = FaultKind::ALL.iter().map(|f| f.name()).collect();
+        let names: std::collections::BTreeSet<_> =
+            FaultKind::ALL.iter().map(|f| f.name()).collect();
         assert_eq!(names.len(), FaultKind::ALL.len());
     }
 }

@@ -49,16 +49,40 @@ pub struct JobSpec {
 #[derive(Debug, Clone)]
 pub enum Step {
     CreateJob(usize),
-    Drop { core: usize },
-    Resume { core: usize, session_lost: bool },
-    Crash { core: usize, armed: Option<ArmedCrash> },
-    ClockJump { core: usize, ms: Millis },
-    Throttle { core: usize, count: u32 },
+    Drop {
+        core: usize,
+    },
+    Resume {
+        core: usize,
+        session_lost: bool,
+    },
+    Crash {
+        core: usize,
+        armed: Option<ArmedCrash>,
+    },
+    ClockJump {
+        core: usize,
+        ms: Millis,
+    },
+    Throttle {
+        core: usize,
+        count: u32,
+    },
     Quota(Option<u32>),
-    Cancel { job: usize, force: bool },
-    Delete { job: usize, core: usize },
-    JoinGroup { core: usize },
-    LeaveGroup { core: usize },
+    Cancel {
+        job: usize,
+        force: bool,
+    },
+    Delete {
+        job: usize,
+        core: usize,
+    },
+    JoinGroup {
+        core: usize,
+    },
+    LeaveGroup {
+        core: usize,
+    },
 }
 
 /// A whole scenario.
@@ -380,9 +404,9 @@ fn apply(sim: &mut Simulation, scenario: &Scenario, step: &Step) {
                 .map(|e| e.execution_number);
             if let Some(n) = number {
                 sim.count(FaultKind::CloudDelete);
-                let _ = sim.world_mut().jobs_control(|jobs, now| {
-                    jobs.delete_job_execution(&id, &thing, n, true, now)
-                });
+                let _ = sim
+                    .world_mut()
+                    .jobs_control(|jobs, now| jobs.delete_job_execution(&id, &thing, n, true, now));
             }
         }
         Step::JoinGroup { core: i } => {
@@ -395,9 +419,9 @@ fn apply(sim: &mut Simulation, scenario: &Scenario, step: &Step) {
         Step::LeaveGroup { core: i } => {
             sim.count(FaultKind::ContinuousMembership);
             let thing = core(i);
-            let _ = sim.world_mut().jobs_control(|jobs, now| {
-                jobs.remove_thing_from_thing_group(GROUP, &thing, now)
-            });
+            let _ = sim
+                .world_mut()
+                .jobs_control(|jobs, now| jobs.remove_thing_from_thing_group(GROUP, &thing, now));
         }
     }
 }
