@@ -297,3 +297,39 @@ fn a_refused_start_looks_again_for_jobs_listed_while_it_was_busy() {
         .unwrap_or_default();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// Executions of many things that time out at the same instant are handled in a defined
+/// order (the things' names), so a seed replays the same in any process.
+#[test]
+fn simultaneous_timeouts_fire_in_a_defined_order() {
+    use greengrass_jobs_handler::emulator::cloud::jobs_service::{JobsService, NewJob, Output};
+    let mut jobs = JobsService::default();
+    let things: Vec<String> = (0..20).map(|i| format!("thing-{i:02}")).collect();
+    for t in &things {
+        jobs.create_thing(t).expect("thing");
+    }
+    let job = NewJob {
+        job_id: "timed".into(),
+        targets: things.clone(),
+        document: serde_json::json!({"operation": "x"}),
+        in_progress_timeout_minutes: Some(1),
+        ..NewJob::default()
+    };
+    jobs.create_job(job, 0).expect("job");
+    for t in &things {
+        jobs.handle_device_request(t, "timed/update", br#"{"status":"IN_PROGRESS"}"#, 0);
+    }
+    let order: Vec<String> = jobs
+        .tick(60_000)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Publish(p) if p.topic.ends_with("/notify") => Some(p.topic),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<String> = things
+        .iter()
+        .map(|t| format!("$aws/things/{t}/jobs/notify"))
+        .collect();
+    assert_eq!(order, expected);
+}

@@ -559,7 +559,7 @@ impl JobsService {
 
     /// Times out every execution whose deadline has passed.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
-        let things: Vec<String> = self
+        let mut things: Vec<String> = self
             .executions
             .iter()
             .filter(|(_, list)| {
@@ -568,6 +568,8 @@ impl JobsService {
             })
             .map(|(t, _)| t.clone())
             .collect();
+        // Things whose executions time out at once are handled in name order, not the map's.
+        things.sort();
         let mut out = Vec::new();
         for thing in things {
             let before = self.snapshot(&thing);
