@@ -333,3 +333,134 @@ fn simultaneous_timeouts_fire_in_a_defined_order() {
         .collect();
     assert_eq!(order, expected);
 }
+
+fn reliability_md() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/RELIABILITY.md");
+    std::fs::read_to_string(path).expect("RELIABILITY.md is readable")
+}
+
+/// RELIABILITY.md lists exactly the faults the simulation injects.
+#[test]
+fn reliability_md_lists_every_fault_kind() {
+    let text = reliability_md();
+    let section = text
+        .split("### Faults injected by the simulation")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .expect("the fault section");
+    let listed: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    let kinds: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(
+        listed, kinds,
+        "RELIABILITY.md's fault table, in the injector's order"
+    );
+}
+
+/// Its figures name the commands that produce them, and the default run's seed count is the
+/// one this file runs.
+#[test]
+fn reliability_md_figures_name_their_commands() {
+    let text = reliability_md();
+    let figures = text
+        .split("### Figures")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .expect("the figures section");
+    let default_seeds = DEFAULT_SEEDS_PER_TEST * SPLIT;
+    let shown = format!("{},{:03}", default_seeds / 1000, default_seeds % 1000);
+    assert!(
+        figures.contains(&format!(
+            "`cargo test --test fault_sim` runs {shown} seeds ({SPLIT} tests of {DEFAULT_SEEDS_PER_TEST})"
+        )),
+        "default run figure out of date: {figures}"
+    );
+    let long = figures
+        .lines()
+        .find(|l| l.starts_with("- Long run:"))
+        .expect("the long run line");
+    assert!(
+        long.contains("0 violations")
+            && long.contains("GGJH_SIM_SEEDS=")
+            && long.contains("cargo test --release --test fault_sim"),
+        "the long run names its figures and command: {long}"
+    );
+}
+
+/// A start sent by a process of the component that then crashed lands only after the next
+/// process, finding the job still QUEUED, sent its own start. The cloud holds the first
+/// process's start, which the journal names: the job is ours and runs, never left
+/// IN_PROGRESS to "another instance" (seed 761903 before the fix).
+#[test]
+fn a_start_of_the_crashed_process_landing_late_is_still_ours() {
+    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
+    use greengrass_jobs_handler::jobs::engine::EngineConfig;
+    use greengrass_jobs_handler::jobs::messages::JobStatus;
+    use greengrass_jobs_handler::sim::device::WorkModel;
+    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
+    use std::time::Duration;
+
+    let mut sim = Simulation::new(SimConfig::default());
+    sim.enable_audit();
+    sim.set_restart_delay(100, 100);
+    let mut config = EngineConfig::new("core-a");
+    config.max_jitter = Duration::ZERO;
+    sim.add_device(config, WorkModel::default());
+    sim.hold_next_publish(0, "/jobs/late/update");
+    let job = NewJob {
+        job_id: "late".into(),
+        targets: vec!["core-a".into()],
+        document: serde_json::json!({"operation": "sim-work"}),
+        ..NewJob::default()
+    };
+    sim.world_mut()
+        .jobs_control(|jobs, now| jobs.create_job(job, now))
+        .expect("job created");
+    sim.carry();
+    let marker = |sim: &Simulation| {
+        sim.devices()[0]
+            .shell_journal()
+            .entries()
+            .first()
+            .map(|e| e.start_marker.clone())
+    };
+    let t0 = sim.now();
+    let mut t = t0;
+    while !sim.holds_publish() {
+        t += 1;
+        assert!(t < t0 + 60_000, "the first start was never sent");
+        sim.run_until(t);
+    }
+    let first = marker(&sim).expect("the first start is journaled");
+    sim.crash_device(0, None);
+    // The next process starts the job again; the first start lands just before its own.
+    while marker(&sim).is_none_or(|m| m == first) {
+        t += 1;
+        assert!(
+            t < t0 + 120_000,
+            "the restarted component never started the job"
+        );
+        sim.run_until(t);
+    }
+    sim.release_held();
+    sim.run_until(t + 5 * 60 * 1_000);
+    let e = sim
+        .world()
+        .jobs()
+        .execution("late", "core-a", None)
+        .expect("execution");
+    assert_eq!(
+        e.status,
+        JobStatus::Succeeded,
+        "the job ran and was reported"
+    );
+    sim.check_settled(false);
+    let violations = sim
+        .audit()
+        .map(|a| a.violations().to_vec())
+        .unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
+}

@@ -297,6 +297,10 @@ pub struct Engine {
     /// Markers of starts of ours whose answer was a VersionMismatch: the re-read decides
     /// whether the cloud holds our start (job id → (marker, execution number)).
     unconfirmed_starts: BTreeMap<String, (String, i64)>,
+    /// Markers of starts an earlier process of this handler sent for jobs that were still
+    /// QUEUED when this one started them again (job id → marker): such a start may still land,
+    /// and the job is then ours all the same.
+    earlier_starts: BTreeMap<String, String>,
     /// The queued executions of the last pending list when it was full (the API's limit):
     /// checked once the walk ends, to warn when all of them were foreign.
     full_list: Vec<(String, i64)>,
@@ -335,6 +339,7 @@ impl Engine {
             recovered: BTreeMap::new(),
             start_tokens: BTreeMap::new(),
             unconfirmed_starts: BTreeMap::new(),
+            earlier_starts: BTreeMap::new(),
             full_list: Vec::new(),
         }
     }
@@ -866,6 +871,7 @@ impl Engine {
             .retain(|r| !matches!(&r.request, Request::Start { job_id: j, .. } if j == job_id));
         self.start_tokens.retain(|_, j| j != job_id);
         self.unconfirmed_starts.remove(job_id);
+        self.earlier_starts.remove(job_id);
         let Some(active) = self.active_mut(job_id) else {
             return;
         };
@@ -953,6 +959,7 @@ impl Engine {
                 );
                 if ended {
                     // A start of ours that lost to a cancel or delete: its journal entry can go.
+                    self.earlier_starts.remove(&job_id);
                     if let Some((_, execution_number)) = self.unconfirmed_starts.remove(&job_id) {
                         self.start_tokens.retain(|_, j| *j != job_id);
                         out.push(Action::Forget {
@@ -1015,9 +1022,13 @@ impl Engine {
             } => match code {
                 ErrorCode::VersionMismatch => {
                     let state = rejected.execution_state.clone();
-                    if let Some(s) =
-                        state.filter(|s| holds_start(s.status, s.status_details.as_ref(), &marker))
-                    {
+                    let earlier = self.earlier_starts.get(&job_id).cloned();
+                    if let Some(s) = state.filter(|s| {
+                        holds_start(s.status, s.status_details.as_ref(), &marker)
+                            || earlier.as_deref().is_some_and(|m| {
+                                holds_start(s.status, s.status_details.as_ref(), m)
+                            })
+                    }) {
                         // An earlier attempt of this start went through (its answer was lost).
                         tracing::info!(job_id = %job_id, "the cloud holds our start; the job is started");
                         return self.started(
@@ -1360,8 +1371,12 @@ impl Engine {
             (JobStatus::Queued, Ownership::Ours(document)) => {
                 tracing::info!(job_id = %e.job_id, execution_number = e.execution_number, "starting job");
                 self.unconfirmed_starts.remove(&e.job_id);
-                self.recovered
+                let earlier = self
+                    .recovered
                     .remove(&(e.job_id.clone(), e.execution_number));
+                if let Some(Recovered::NotStarted { marker }) = earlier {
+                    self.earlier_starts.insert(e.job_id.clone(), marker);
+                }
                 self.active.push(Active {
                     job_id: e.job_id.clone(),
                     execution_number: e.execution_number,
@@ -1410,48 +1425,47 @@ impl Engine {
         out: &mut Vec<Action>,
     ) -> Considered {
         let key = (e.job_id.clone(), e.execution_number);
-        let marker = match self.recovered.get(&key) {
+        let recovered_marker = match self.recovered.get(&key) {
             Some(Recovered::NotStarted { marker }) => Some(marker.clone()),
-            _ => self
-                .unconfirmed_starts
+            _ => None,
+        };
+        let ours = [
+            recovered_marker,
+            self.unconfirmed_starts
                 .get(&e.job_id)
                 .map(|(marker, _)| marker.clone()),
-        };
-        if let Some(marker) = marker {
-            if holds_start(e.status, e.status_details.as_ref(), &marker) {
-                self.recovered.remove(&key);
-                return match ownership {
-                    Ownership::Ours(document) => {
-                        tracing::info!(job_id = %e.job_id, "the cloud holds our start; running the job");
-                        self.active.push(Active {
-                            job_id: e.job_id.clone(),
-                            execution_number: e.execution_number,
-                            version: e.version_number,
-                            phase: ActivePhase::Starting,
-                            pending_progress: None,
-                        });
-                        self.started(
-                            &e.job_id,
-                            e.execution_number,
-                            e.version_number,
-                            document,
-                            out,
-                        );
-                        Considered::Started
-                    }
-                    Ownership::OursMalformed(reason) => {
-                        self.report_directly(
-                            now,
-                            e,
-                            JobStatus::Rejected,
-                            &[("reason", &reason)],
-                            out,
-                        );
-                        Considered::Started
-                    }
-                    Ownership::Foreign => Considered::Skipped,
-                };
-            }
+            self.earlier_starts.get(&e.job_id).cloned(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|m| holds_start(e.status, e.status_details.as_ref(), m));
+        if ours.is_some() {
+            self.recovered.remove(&key);
+            return match ownership {
+                Ownership::Ours(document) => {
+                    tracing::info!(job_id = %e.job_id, "the cloud holds our start; running the job");
+                    self.active.push(Active {
+                        job_id: e.job_id.clone(),
+                        execution_number: e.execution_number,
+                        version: e.version_number,
+                        phase: ActivePhase::Starting,
+                        pending_progress: None,
+                    });
+                    self.started(
+                        &e.job_id,
+                        e.execution_number,
+                        e.version_number,
+                        document,
+                        out,
+                    );
+                    Considered::Started
+                }
+                Ownership::OursMalformed(reason) => {
+                    self.report_directly(now, e, JobStatus::Rejected, &[("reason", &reason)], out);
+                    Considered::Started
+                }
+                Ownership::Foreign => Considered::Skipped,
+            };
         }
         match self.recovered.remove(&key) {
             Some(Recovered::Ended(outcome)) => {
@@ -1461,6 +1475,7 @@ impl Engine {
             }
             recovered => {
                 tracing::info!(job_id = %e.job_id, "IN_PROGRESS job not started by this handler (another instance on this thing?); leaving it to its owner");
+                self.earlier_starts.remove(&e.job_id);
                 let ours_journaled =
                     self.unconfirmed_starts.remove(&e.job_id).is_some() || recovered.is_some();
                 if ours_journaled {

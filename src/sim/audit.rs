@@ -9,10 +9,11 @@
 //! Must not know: the event queue, the fault plan or how the devices are driven.
 
 use super::device::Device;
+use super::device::WorkRecord;
 use crate::emulator::world::World;
 use crate::jobs::document::{classify, Ownership};
 use crate::jobs::messages::JobStatus;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Whose a job's document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,12 @@ struct Seen {
 pub struct Audit {
     seen: BTreeMap<(String, String, i64), Seen>,
     kinds: BTreeMap<String, Kind>,
+    /// What had happened to an execution's work when the cloud deleted it: the service may
+    /// reuse a deleted execution's number, and the new execution starts from there.
+    baselines: BTreeMap<(String, String, i64), WorkRecord>,
     violations: Vec<Violation>,
+    /// (thing, job, execution, what) already reported: each broken invariant is listed once.
+    reported: BTreeSet<(String, String, i64, String)>,
     /// Changes checked.
     pub transitions: u64,
 }
@@ -82,6 +88,11 @@ impl Audit {
     }
 
     fn violation(&mut self, at: u64, thing: &str, job_id: &str, n: i64, what: String) {
+        let category: String = what.split(" (").next().unwrap_or_default().to_owned();
+        let key = (thing.to_owned(), job_id.to_owned(), n, category);
+        if !self.reported.insert(key) {
+            return;
+        }
         self.violations.push(Violation {
             at,
             thing: thing.to_owned(),
@@ -132,11 +143,7 @@ impl Audit {
                     continue;
                 }
                 let kind = self.kind(world, &e.job_id);
-                let record = device
-                    .work_records()
-                    .get(&(e.job_id.clone(), e.execution_number))
-                    .cloned()
-                    .unwrap_or_default();
+                let record = self.record(device, &e.job_id, e.execution_number);
                 let reason = e.status_details.get("reason").cloned().unwrap_or_default();
                 let problem = match (e.status, kind) {
                     // The cloud's own transitions.
@@ -189,13 +196,16 @@ impl Audit {
                 .collect();
             for key in gone {
                 self.seen.remove(&key);
+                let raw = device
+                    .work_records()
+                    .get(&(key.1.clone(), key.2))
+                    .cloned()
+                    .unwrap_or_default();
+                self.baselines.insert(key, raw);
             }
-            let records: Vec<_> = device
-                .work_records()
-                .iter()
-                .map(|(k, r)| (k.clone(), r.clone()))
-                .collect();
-            for ((job_id, n), record) in records {
+            let keys: Vec<_> = device.work_records().keys().cloned().collect();
+            for (job_id, n) in keys {
+                let record = self.record(device, &job_id, n);
                 if self.kind(world, &job_id) != Kind::Ours {
                     self.violation(
                         now,
@@ -216,7 +226,31 @@ impl Audit {
                 }
             }
         }
-        self.violations.dedup();
+    }
+
+    /// What happened to the work of the execution the cloud has now under this number (runs
+    /// of a deleted execution of the same number not counted).
+    fn record(&self, device: &Device, job_id: &str, n: i64) -> WorkRecord {
+        let raw = device
+            .work_records()
+            .get(&(job_id.to_owned(), n))
+            .cloned()
+            .unwrap_or_default();
+        let key = (device.thing().to_owned(), job_id.to_owned(), n);
+        let Some(base) = self.baselines.get(&key) else {
+            return raw;
+        };
+        WorkRecord {
+            runs: raw.runs.saturating_sub(base.runs),
+            completed: raw
+                .completed
+                .get(base.completed.len()..)
+                .unwrap_or_default()
+                .to_vec(),
+            interrupted: raw.interrupted.saturating_sub(base.interrupted),
+            canceled: raw.canceled.saturating_sub(base.canceled),
+            results_lost: raw.results_lost.saturating_sub(base.results_lost),
+        }
     }
 
     /// After healing and running on: every job of ours is terminal, every device idle with no

@@ -109,6 +109,9 @@ pub struct Simulation {
     /// A crashed component restarts after a delay drawn from this range (ms).
     restart_delay_ms: (Millis, Millis),
     audit: Option<Audit>,
+    /// The next publish of this device on a topic ending so is held back (scripted delays).
+    hold: Option<(usize, String)>,
+    held: Vec<(usize, String, Vec<u8>)>,
 }
 
 impl Simulation {
@@ -132,6 +135,27 @@ impl Simulation {
             hop_faults: HopFaults::default(),
             restart_delay_ms: (1_000, 1_000),
             audit: None,
+            hold: None,
+            held: Vec::new(),
+        }
+    }
+
+    /// Holds back the next publish of device `index` on a topic ending with `topic_suffix`
+    /// until [`Simulation::release_held`] (a scripted delay of one message).
+    pub fn hold_next_publish(&mut self, index: usize, topic_suffix: &str) {
+        self.hold = Some((index, topic_suffix.to_owned()));
+    }
+
+    /// Whether a publish is being held back.
+    pub fn holds_publish(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Held publishes reach IoT Core now, in the order they were sent.
+    pub fn release_held(&mut self) {
+        for (index, topic, payload) in std::mem::take(&mut self.held) {
+            let now = self.now;
+            self.push(now, index, Event::ToWorld { topic, payload });
         }
     }
 
@@ -440,6 +464,15 @@ impl Simulation {
         for action in actions {
             match action {
                 device::DeviceAction::Publish { topic, payload } => {
+                    let hold = self
+                        .hold
+                        .as_ref()
+                        .is_some_and(|(i, suffix)| *i == index && topic.ends_with(suffix.as_str()));
+                    if hold {
+                        self.hold = None;
+                        self.held.push((index, topic, payload));
+                        continue;
+                    }
                     if self.config.log {
                         let core = self.devices[index].thing();
                         self.log.push(format!(
