@@ -464,3 +464,71 @@ fn a_start_of_the_crashed_process_landing_late_is_still_ours() {
         .unwrap_or_default();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// A continuous job's execution is REMOVED (the core left the group) while its start is on its
+/// way, and the core rejoins (a new execution is queued). The refused start's re-read finds the
+/// new execution and runs it; the journal entry of the removed one must go (seed 263191 before
+/// the fix).
+#[test]
+fn a_start_refused_for_a_removed_execution_forgets_it_when_the_next_one_starts() {
+    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
+    use greengrass_jobs_handler::jobs::engine::EngineConfig;
+    use greengrass_jobs_handler::jobs::messages::JobStatus;
+    use greengrass_jobs_handler::sim::device::WorkModel;
+    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
+
+    let mut sim = Simulation::new(SimConfig::default());
+    sim.enable_audit();
+    sim.add_device(EngineConfig::new("core-a"), WorkModel::default());
+    sim.world_mut()
+        .jobs_mut()
+        .create_thing_group("fleet")
+        .expect("group");
+    sim.world_mut()
+        .jobs_control(|jobs, now| jobs.add_thing_to_thing_group("fleet", "core-a", now))
+        .expect("member");
+    sim.hold_next_publish(0, "/jobs/cont/update");
+    let job = NewJob {
+        job_id: "cont".into(),
+        document: serde_json::json!({"operation": "sim-work"}),
+        target_groups: vec!["fleet".into()],
+        continuous: true,
+        ..NewJob::default()
+    };
+    sim.world_mut()
+        .jobs_control(|jobs, now| jobs.create_job(job, now))
+        .expect("job created");
+    sim.carry();
+    let t0 = sim.now();
+    let mut t = t0;
+    while !sim.holds_publish() {
+        t += 1;
+        assert!(t < t0 + 60_000, "the start was never sent");
+        sim.run_until(t);
+    }
+    sim.world_mut()
+        .jobs_control(|jobs, now| {
+            let mut out = jobs.remove_thing_from_thing_group("fleet", "core-a", now)?;
+            out.extend(jobs.add_thing_to_thing_group("fleet", "core-a", now)?);
+            Ok(out)
+        })
+        .expect("left and rejoined");
+    sim.carry();
+    sim.release_held();
+    sim.run_until(t + 5 * 60 * 1_000);
+    let jobs = sim.world().jobs();
+    assert_eq!(
+        jobs.execution("cont", "core-a", Some(1)).map(|e| e.status),
+        Some(JobStatus::Removed)
+    );
+    assert_eq!(
+        jobs.execution("cont", "core-a", Some(2)).map(|e| e.status),
+        Some(JobStatus::Succeeded)
+    );
+    sim.check_settled(false);
+    let violations = sim
+        .audit()
+        .map(|a| a.violations().to_vec())
+        .unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
+}

@@ -1370,7 +1370,16 @@ impl Engine {
         match (e.status, ownership) {
             (JobStatus::Queued, Ownership::Ours(document)) => {
                 tracing::info!(job_id = %e.job_id, execution_number = e.execution_number, "starting job");
-                self.unconfirmed_starts.remove(&e.job_id);
+                if let Some((_, number)) = self.unconfirmed_starts.remove(&e.job_id) {
+                    if number != e.execution_number {
+                        // That start was for an execution the cloud has ended since (a retry
+                        // or a new member's execution replaces it): its journal entry can go.
+                        out.push(Action::Forget {
+                            job_id: e.job_id.clone(),
+                            execution_number: number,
+                        });
+                    }
+                }
                 let earlier = self
                     .recovered
                     .remove(&(e.job_id.clone(), e.execution_number));
