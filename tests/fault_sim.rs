@@ -47,10 +47,17 @@ fn run_part(part: u64) {
     let mut faults: BTreeMap<FaultKind, u64> = BTreeMap::new();
     let mut transitions = 0;
     let mut completed = 0;
+    let mut failed: Vec<Outcome> = Vec::new();
     for seed in first..first + per_test {
         let outcome = scenario::run(seed, false);
         if !outcome.violations.is_empty() {
-            panic!("{}", report(&outcome));
+            // Every failing seed is listed; the first with its whole scenario.
+            if failed.is_empty() {
+                eprintln!("{}", report(&outcome));
+            }
+            eprintln!("failing seed {seed}: {}", outcome.violations[0]);
+            failed.push(outcome);
+            continue;
         }
         for (k, n) in &outcome.stats.faults {
             *faults.entry(*k).or_default() += n;
@@ -58,6 +65,13 @@ fn run_part(part: u64) {
         transitions += outcome.transitions;
         completed += outcome.stats.work_completed;
     }
+    assert!(
+        failed.is_empty(),
+        "{} of {per_test} seeds broke invariants: {:?}\n{}",
+        failed.len(),
+        failed.iter().map(|o| o.seed).collect::<Vec<_>>(),
+        report(&failed[0])
+    );
     println!(
         "fault_sim: seeds {first}..{} ran, 0 violations, {transitions} execution changes audited, {completed} works completed",
         first + per_test
