@@ -397,7 +397,8 @@ fn reliability_md_figures_name_their_commands() {
         .find(|l| l.starts_with("- Long run:"))
         .expect("the long run line");
     assert!(
-        long.contains("0 violations")
+        long.contains("seeds")
+            && long.contains("violations")
             && long.contains("GGJH_SIM_SEEDS=")
             && long.contains("cargo test --release --test fault_sim"),
         "the long run names its figures and command: {long}"
