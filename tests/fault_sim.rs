@@ -547,3 +547,75 @@ fn a_start_refused_for_a_removed_execution_forgets_it_when_the_next_one_starts()
         .unwrap_or_default();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// A continuous job's execution is deleted while its result is on its way and the core
+/// rejoins the group: the service queues a new execution under the same number. The result
+/// is refused (VersionMismatch, QUEUED) and must be discarded, never sent again onto the new
+/// execution, which never ran (seed 400184 before the fix).
+#[test]
+fn a_result_never_lands_on_a_new_execution_that_reuses_the_number() {
+    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
+    use greengrass_jobs_handler::jobs::engine::EngineConfig;
+    use greengrass_jobs_handler::jobs::messages::JobStatus;
+    use greengrass_jobs_handler::sim::device::WorkModel;
+    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
+
+    let mut sim = Simulation::new(SimConfig::default());
+    sim.enable_audit();
+    sim.add_device(EngineConfig::new("core-a"), WorkModel::default());
+    sim.world_mut()
+        .jobs_mut()
+        .create_thing_group("fleet")
+        .expect("group");
+    sim.world_mut()
+        .jobs_control(|jobs, now| jobs.add_thing_to_thing_group("fleet", "core-a", now))
+        .expect("member");
+    let job = NewJob {
+        job_id: "reused".into(),
+        document: serde_json::json!({"operation": "sim-work"}),
+        target_groups: vec!["fleet".into()],
+        continuous: true,
+        ..NewJob::default()
+    };
+    sim.world_mut()
+        .jobs_control(|jobs, now| jobs.create_job(job, now))
+        .expect("job created");
+    sim.carry();
+    let t0 = sim.now();
+    let mut t = t0;
+    // Hold the result: the start goes through, the next update of the job is the result.
+    while sim
+        .world()
+        .jobs()
+        .execution("reused", "core-a", None)
+        .map(|e| e.status)
+        != Some(JobStatus::InProgress)
+    {
+        t += 1;
+        assert!(t < t0 + 60_000, "the job never started");
+        sim.run_until(t);
+    }
+    sim.hold_next_publish(0, "/jobs/reused/update");
+    while !sim.holds_publish() {
+        t += 1;
+        assert!(t < t0 + 120_000, "the result was never sent");
+        sim.run_until(t);
+    }
+    sim.world_mut()
+        .jobs_control(|jobs, now| {
+            let mut out = jobs.delete_job_execution("reused", "core-a", 1, true, now)?;
+            out.extend(jobs.remove_thing_from_thing_group("fleet", "core-a", now)?);
+            out.extend(jobs.add_thing_to_thing_group("fleet", "core-a", now)?);
+            Ok(out)
+        })
+        .expect("deleted and rejoined");
+    sim.carry();
+    sim.release_held();
+    sim.run_until(t + 5 * 60 * 1_000);
+    sim.check_settled(false);
+    let violations = sim
+        .audit()
+        .map(|a| a.violations().to_vec())
+        .unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
+}

@@ -1086,6 +1086,16 @@ impl Engine {
                             ),
                             out,
                         ),
+                    (ErrorCode::VersionMismatch, Some(s)) if s.status == JobStatus::Queued => {
+                        // Ours was IN_PROGRESS and never goes back to QUEUED: the service has
+                        // a new execution under this number (a deleted one's number is reused).
+                        self.finish_done(
+                            now,
+                            &job_id,
+                            "the execution was replaced in the cloud; result discarded",
+                            out,
+                        )
+                    }
                     (ErrorCode::VersionMismatch, Some(s)) => {
                         tracing::info!(job_id = %job_id, version = s.version_number, "version moved on; reporting the result again");
                         if let Some(a) = self.active_mut(&job_id) {

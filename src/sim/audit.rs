@@ -118,6 +118,26 @@ impl Audit {
                     continue;
                 }
                 self.transitions += 1;
+                if e.version_number < before.version
+                    && e.version_number == 1
+                    && e.status == JobStatus::Queued
+                {
+                    // Deleted and queued anew under the same number between two looks.
+                    let raw = device
+                        .work_records()
+                        .get(&(e.job_id.clone(), e.execution_number))
+                        .cloned()
+                        .unwrap_or_default();
+                    self.baselines.insert(key.clone(), raw);
+                    self.seen.insert(
+                        key,
+                        Seen {
+                            status: e.status,
+                            version: e.version_number,
+                        },
+                    );
+                    continue;
+                }
                 self.seen.insert(
                     key,
                     Seen {
