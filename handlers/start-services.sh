@@ -1,18 +1,27 @@
 #!/bin/sh
-# start-services.sh USER "SERVICE [SERVICE...]"  (AWS-Start-Application)
+# start-services.sh USER "SERVICE [SERVICE...]"    (AWS-Start-Application)
+# stop-services.sh USER "SERVICE [SERVICE...]"     (AWS-Stop-Application)
+# restart-services.sh USER "SERVICE [SERVICE...]"  (AWS-Restart-Application)
 #
-# Starts services with systemctl (or, without systemd, the service command, one service at a
+# One script under three names (stop- and restart-services.sh link here): the name it is run
+# as is the action. Starts, stops or restarts services with systemctl (or, without systemd, the service command, one service at a
 # time). USER is the step's runAsUser (the component has already switched to it).
 # The services come as one space-separated argument, or several; each name is checked (letters,
 # digits and @ . _ : -, not starting with '-') and passed as its own argument, never through a
 # shell command line.
 set -u
-action=start
+name=$(basename "$0" .sh)
+action=${name%-services}
 
 fail() {
-    echo "$action-services: $*" >&2
+    echo "$name: $*" >&2
     exit 1
 }
+
+case $action in
+    start | stop | restart) ;;
+    *) fail "run as start-, stop- or restart-services.sh" ;;
+esac
 
 [ "$#" -ge 1 ] || fail "usage: $action-services.sh USER SERVICES"
 shift
