@@ -236,12 +236,6 @@ impl Simulation {
         self.carry();
     }
 
-    /// Runs until nothing is left to do or `limit` is reached; returns the time it stopped.
-    pub fn run_to_quiet(&mut self, limit: Millis) -> Millis {
-        self.run_until(limit);
-        self.now
-    }
-
     fn handle(&mut self, index: usize, event: Event) {
         let now = self.now;
         let core = self.devices[index].thing().to_owned();

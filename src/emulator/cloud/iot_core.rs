@@ -115,13 +115,6 @@ impl Broker {
         self.sessions.get(client_id).is_some_and(|s| s.connected)
     }
 
-    /// Whether the broker holds a session (connected or stored) for `client_id`.
-    pub fn has_session(&self, client_id: &str, now_ms: u64) -> bool {
-        self.sessions
-            .get(client_id)
-            .is_some_and(|s| s.connected || s.expires_at.is_none_or(|at| at > now_ms))
-    }
-
     pub fn subscriptions(&self, client_id: &str) -> Vec<String> {
         self.sessions
             .get(client_id)
