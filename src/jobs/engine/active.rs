@@ -60,6 +60,7 @@ impl Engine {
             .retain(|r| !matches!(&r.request, Request::Start { job_id: j, .. } if j == job_id));
         self.start_tokens.retain(|_, j| j != job_id);
         self.unconfirmed_starts.remove(job_id);
+        self.earlier_starts.remove(job_id);
         let Some(active) = self.active_mut(job_id) else {
             return;
         };

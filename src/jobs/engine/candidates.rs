@@ -11,7 +11,7 @@ use super::query::QueryState;
 use super::requests::Request;
 use super::{Action, Engine, Record};
 use crate::jobs::document::{classify, Ownership};
-use crate::jobs::job::Millis;
+use crate::jobs::job::{Millis, Recovered};
 use crate::jobs::messages::*;
 use std::collections::{BTreeSet, VecDeque};
 
@@ -207,9 +207,22 @@ impl Engine {
         match (e.status, ownership) {
             (JobStatus::Queued, Ownership::Ours(document)) => {
                 tracing::info!(job_id = %e.job_id, execution_number = e.execution_number, "starting job");
-                self.unconfirmed_starts.remove(&e.job_id);
-                self.recovered
+                if let Some((_, number)) = self.unconfirmed_starts.remove(&e.job_id) {
+                    if number != e.execution_number {
+                        // That start was for an execution the cloud has ended since (a retry
+                        // or a new member's execution replaces it): its journal entry can go.
+                        out.push(Action::Forget {
+                            job_id: e.job_id.clone(),
+                            execution_number: number,
+                        });
+                    }
+                }
+                let earlier = self
+                    .recovered
                     .remove(&(e.job_id.clone(), e.execution_number));
+                if let Some(Recovered::NotStarted { marker }) = earlier {
+                    self.earlier_starts.insert(e.job_id.clone(), marker);
+                }
                 self.active.push(Active {
                     job_id: e.job_id.clone(),
                     execution_number: e.execution_number,

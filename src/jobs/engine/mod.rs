@@ -238,8 +238,12 @@ pub struct Engine {
     /// attempt still starts the job.
     start_tokens: BTreeMap<u64, String>,
     /// Markers of starts of ours whose answer was a VersionMismatch: the re-read decides
-    /// whether the cloud holds our start (job id → marker).
-    unconfirmed_starts: BTreeMap<String, String>,
+    /// whether the cloud holds our start (job id → (marker, execution number)).
+    unconfirmed_starts: BTreeMap<String, (String, i64)>,
+    /// Markers of starts an earlier process of this handler sent for jobs that were still
+    /// QUEUED when this one started them again (job id → marker): such a start may still land,
+    /// and the job is then ours all the same.
+    earlier_starts: BTreeMap<String, String>,
     /// The queued executions of the last pending list when it was full (the API's limit):
     /// checked once the walk ends, to warn when all of them were foreign.
     full_list: Vec<(String, i64)>,
@@ -277,6 +281,7 @@ impl Engine {
             recovered: BTreeMap::new(),
             start_tokens: BTreeMap::new(),
             unconfirmed_starts: BTreeMap::new(),
+            earlier_starts: BTreeMap::new(),
             full_list: Vec::new(),
             silence: Silence::new(),
             set_aside: BTreeMap::new(),

@@ -59,9 +59,11 @@ impl Engine {
                 self.schedule_query(now, false);
             }
         }
+        // Expiry first: a silence it detects asks for a query now, which must go out in
+        // this same call rather than leave a deadline that has already passed.
+        self.expire_requests(now, out);
         self.look_again_due(now);
         self.start_due_query(now, out);
-        self.expire_requests(now, out);
         self.send_due_retries(now, out);
     }
 

@@ -60,45 +60,47 @@ impl Engine {
         out: &mut Vec<Action>,
     ) -> Considered {
         let key = (e.job_id.clone(), e.execution_number);
-        let marker = match self.recovered.get(&key) {
+        let recovered_marker = match self.recovered.get(&key) {
             Some(Recovered::NotStarted { marker }) => Some(marker.clone()),
-            _ => self.unconfirmed_starts.get(&e.job_id).cloned(),
+            _ => None,
         };
-        if let Some(marker) = marker {
-            if holds_start(e.status, e.status_details.as_ref(), &marker) {
-                self.recovered.remove(&key);
-                return match ownership {
-                    Ownership::Ours(document) => {
-                        tracing::info!(job_id = %e.job_id, "the cloud holds our start; running the job");
-                        self.active.push(Active {
-                            job_id: e.job_id.clone(),
-                            execution_number: e.execution_number,
-                            version: e.version_number,
-                            phase: ActivePhase::Starting,
-                            pending_progress: None,
-                        });
-                        self.started(
-                            &e.job_id,
-                            e.execution_number,
-                            e.version_number,
-                            document,
-                            out,
-                        );
-                        Considered::Started
-                    }
-                    Ownership::OursMalformed(reason) => {
-                        self.report_directly(
-                            now,
-                            e,
-                            JobStatus::Rejected,
-                            &[("reason", &reason)],
-                            out,
-                        );
-                        Considered::Started
-                    }
-                    Ownership::Foreign => Considered::Skipped,
-                };
-            }
+        let ours = [
+            recovered_marker,
+            self.unconfirmed_starts
+                .get(&e.job_id)
+                .map(|(marker, _)| marker.clone()),
+            self.earlier_starts.get(&e.job_id).cloned(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|m| holds_start(e.status, e.status_details.as_ref(), &m));
+        if ours {
+            self.recovered.remove(&key);
+            return match ownership {
+                Ownership::Ours(document) => {
+                    tracing::info!(job_id = %e.job_id, "the cloud holds our start; running the job");
+                    self.active.push(Active {
+                        job_id: e.job_id.clone(),
+                        execution_number: e.execution_number,
+                        version: e.version_number,
+                        phase: ActivePhase::Starting,
+                        pending_progress: None,
+                    });
+                    self.started(
+                        &e.job_id,
+                        e.execution_number,
+                        e.version_number,
+                        document,
+                        out,
+                    );
+                    Considered::Started
+                }
+                Ownership::OursMalformed(reason) => {
+                    self.report_directly(now, e, JobStatus::Rejected, &[("reason", &reason)], out);
+                    Considered::Started
+                }
+                Ownership::Foreign => Considered::Skipped,
+            };
         }
         match self.recovered.remove(&key) {
             Some(Recovered::Ended(outcome)) => {
@@ -108,6 +110,7 @@ impl Engine {
             }
             recovered => {
                 tracing::info!(job_id = %e.job_id, "IN_PROGRESS job not started by this handler (another instance on this thing?); leaving it to its owner");
+                self.earlier_starts.remove(&e.job_id);
                 let ours_journaled =
                     self.unconfirmed_starts.remove(&e.job_id).is_some() || recovered.is_some();
                 if ours_journaled {

@@ -34,6 +34,20 @@ impl Engine {
             }
             Request::Describe { job_id } | Request::SizeProbe { job_id } => {
                 tracing::info!(job_id = %job_id, ?code, "candidate cannot be described; skipping it");
+                if matches!(
+                    code,
+                    ErrorCode::TerminalStateReached | ErrorCode::ResourceNotFound
+                ) {
+                    // A start of ours that lost to a cancel or delete: its journal entry can go.
+                    self.earlier_starts.remove(&job_id);
+                    if let Some((_, execution_number)) = self.unconfirmed_starts.remove(&job_id) {
+                        self.start_tokens.retain(|_, j| *j != job_id);
+                        out.push(Action::Forget {
+                            job_id,
+                            execution_number,
+                        });
+                    }
+                }
                 self.next_candidate(now, out);
             }
             Request::Progress { job_id, .. } => match (&code, rejected.execution_state.clone()) {
@@ -88,9 +102,13 @@ impl Engine {
             } => match code {
                 ErrorCode::VersionMismatch => {
                     let state = rejected.execution_state.clone();
-                    if let Some(s) =
-                        state.filter(|s| holds_start(s.status, s.status_details.as_ref(), &marker))
-                    {
+                    let earlier = self.earlier_starts.get(&job_id).cloned();
+                    if let Some(s) = state.filter(|s| {
+                        holds_start(s.status, s.status_details.as_ref(), &marker)
+                            || earlier.as_deref().is_some_and(|m| {
+                                holds_start(s.status, s.status_details.as_ref(), m)
+                            })
+                    }) {
                         // An earlier attempt of this start went through (its answer was lost).
                         tracing::info!(job_id = %job_id, "the cloud holds our start; the job is started");
                         return self.started(
@@ -105,7 +123,11 @@ impl Engine {
                     // re-read may still show our start (an attempt whose answer was lost).
                     tracing::info!(job_id = %job_id, "version changed before start; re-reading the execution");
                     self.take_active(&job_id);
-                    self.unconfirmed_starts.insert(job_id.clone(), marker);
+                    // Lists seen while this start was under way were dropped (no capacity):
+                    // once the re-read is done, look again.
+                    self.requery = true;
+                    self.unconfirmed_starts
+                        .insert(job_id.clone(), (marker, execution_number));
                     self.candidates.push_front(job_id);
                     self.query = QueryState::Running;
                     self.next_candidate(now, out);
@@ -113,6 +135,7 @@ impl Engine {
                 _ => {
                     tracing::warn!(job_id = %job_id, execution_number, ?code, %message, "job could not be started; looking for others");
                     self.take_active(&job_id);
+                    self.requery = true;
                     self.start_tokens.retain(|_, j| *j != job_id);
                     out.push(Action::Forget {
                         job_id,
@@ -143,6 +166,16 @@ impl Engine {
                             ),
                             out,
                         ),
+                    (ErrorCode::VersionMismatch, Some(s)) if s.status == JobStatus::Queued => {
+                        // Ours was IN_PROGRESS and never goes back to QUEUED: the service has
+                        // a new execution under this number (a deleted one's number is reused).
+                        self.finish_done(
+                            now,
+                            &job_id,
+                            "the execution was replaced in the cloud; result discarded",
+                            out,
+                        )
+                    }
                     (ErrorCode::VersionMismatch, Some(s)) => {
                         tracing::info!(job_id = %job_id, version = s.version_number, "version moved on; reporting the result again");
                         if let Some(a) = self.active_mut(&job_id) {

@@ -186,13 +186,22 @@ impl Engine {
             Request::CheckActive { job_id } | Request::SizeProbe { job_id } => (
                 self.topics.describe(job_id),
                 to_json(&DescribeRequest {
-                    execution_number: None,
+                    // A running job is checked by its own execution, not the latest one.
+                    execution_number: match &request {
+                        Request::CheckActive { .. } => self
+                            .active
+                            .iter()
+                            .find(|a| &a.job_id == job_id)
+                            .map(|a| a.execution_number),
+                        _ => None,
+                    },
                     include_job_document: Some(false),
                     client_token: Some(token.clone()),
                 }),
             ),
             Request::Start {
                 job_id,
+                execution_number,
                 version,
                 marker,
                 ..
@@ -202,7 +211,9 @@ impl Engine {
                     status: JobStatus::InProgress,
                     status_details: Some([(START_MARKER_KEY.to_owned(), marker.clone())].into()),
                     expected_version: Some(*version),
-                    execution_number: None,
+                    // Every update names its execution: without it the service applies it to
+                    // the latest one, which may be a retry that never ran here.
+                    execution_number: Some(*execution_number),
                     include_job_execution_state: Some(true),
                     include_job_document: None,
                     step_timeout_in_minutes: self.config.step_timeout_minutes,
@@ -210,18 +221,16 @@ impl Engine {
                 }),
             ),
             Request::Progress { job_id, details } => {
-                let version = self
-                    .active
-                    .iter()
-                    .find(|a| &a.job_id == job_id)
-                    .map(|a| a.version);
+                let active = self.active.iter().find(|a| &a.job_id == job_id);
+                let version = active.map(|a| a.version);
+                let execution_number = active.map(|a| a.execution_number);
                 (
                     self.topics.update(job_id),
                     to_json(&UpdateRequest {
                         status: JobStatus::InProgress,
                         status_details: Some(crate::jobs::status_details::bounded(details)),
                         expected_version: version,
-                        execution_number: None,
+                        execution_number,
                         include_job_execution_state: Some(true),
                         include_job_document: None,
                         step_timeout_in_minutes: None,
@@ -231,9 +240,9 @@ impl Engine {
             }
             Request::Finish {
                 job_id,
+                execution_number,
                 outcome,
                 details_rejected,
-                ..
             } => {
                 let version = self
                     .active
@@ -256,7 +265,7 @@ impl Engine {
                         status: outcome.status,
                         status_details: (!details.is_empty()).then_some(details),
                         expected_version: version,
-                        execution_number: None,
+                        execution_number: Some(*execution_number),
                         include_job_execution_state: Some(true),
                         include_job_document: None,
                         step_timeout_in_minutes: None,

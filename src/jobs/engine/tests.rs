@@ -1634,3 +1634,39 @@ fn a_connected_status_queries_like_a_reconnect_message() {
         "one query for the burst"
     );
 }
+
+/// A silence found when requests time out asks for a query at once; that query goes out in
+/// the same call, so the engine never leaves a deadline that has already passed (found by the
+/// `jobs_responses` fuzz target).
+#[test]
+fn a_silence_found_at_a_timeout_queries_in_the_same_tick() {
+    let mut config = EngineConfig::new(THING);
+    config.max_jitter = Duration::from_millis(16_899);
+    config.response_timeout = Duration::from_millis(4_177);
+    config.max_concurrent_jobs = 2;
+    let mut e = Engine::new(config, 13_903_686_705_562_789_157);
+    let mut now = 1_000_000;
+    e.handle(now, Input::Started);
+    let bad = json!({"version": "1.0", "steps": [
+        {"action": {"type": "runHandler", "input": {"handler": "../x"}}}]});
+    for (job, doc) in [("ours-echo", ours("echo")), ("bad-steps", bad)] {
+        let mut execution = execution(job, "QUEUED", 27, doc);
+        execution["executionNumber"] = json!(2);
+        reply(
+            &mut e,
+            now,
+            &format!("{P}notify-next"),
+            json!({"timestamp": 1, "execution": execution}),
+        );
+    }
+    // Nothing answers: every request times out until the silence is noticed.
+    let mut resubscribed = false;
+    for _ in 0..6 {
+        now = now.max(e.next_deadline().expect("requests are outstanding"));
+        let actions = e.handle(now, Input::Tick);
+        resubscribed |= actions.iter().any(|a| matches!(a, Action::Resubscribe));
+        let deadline = e.next_deadline().expect("requests are outstanding");
+        assert!(deadline > now, "deadline {deadline} is not after now {now}");
+    }
+    assert!(resubscribed, "the silence was never noticed");
+}
