@@ -2,18 +2,28 @@
 //! against the emulated [`World`], in virtual time.
 //!
 //! Owns: the event queue that orders what happens when (messages between a device and IoT Core
-//! after a latency, job work finishing, engine wake-ups, the world's own deadlines), the
-//! devices' model of the component's shell (subscribe everything, then start; run a job for a
-//! while, then report), the event log, and the counters fleet reports are made of.
+//! after a latency, job work finishing, engine wake-ups, component restarts, the world's own
+//! deadlines), the devices' model of the component's shell (subscribe everything, then start;
+//! run a job for a while, then report; on a crash lose the subscriptions and the work, and
+//! restart from the journal), applying the faults of [`faults`] to every message on its hop
+//! with the world's one random generator, the event log, the audit of [`audit`] when it is on,
+//! and the counters fleet reports are made of.
 //! Must not know: sockets, tokio or the wall clock: the same seed and the same scenario give
 //! the same run, event log included.
 
+pub mod audit;
 pub mod device;
+pub mod faults;
+pub mod scenario;
+pub mod shell_journal;
 
 use crate::emulator::cloud::rules::Rule;
 use crate::emulator::world::{Millis, Output, World};
 use crate::jobs::engine::EngineConfig;
-use device::{Device, WorkModel};
+use crate::jobs::messages::JobStatus;
+use audit::Audit;
+use device::{ArmedCrash, Device, WorkModel};
+use faults::{FaultKind, HopFaults};
 use std::collections::BTreeMap;
 
 /// Something due at a time.
@@ -27,9 +37,13 @@ enum Event {
     WorkDone {
         job_id: String,
         execution_number: i64,
+        run: u64,
+        status: JobStatus,
     },
     /// The device's engine asked to be woken now.
     Tick,
+    /// The crashed component is started again.
+    Restart,
 }
 
 /// How a simulation is set up.
@@ -71,6 +85,8 @@ pub struct SimStats {
     pub mqtt_messages: u64,
     /// Jobs whose work completed on a device.
     pub work_completed: u64,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<FaultKind, u64>,
 }
 
 /// A fleet of devices against one world.
@@ -89,6 +105,13 @@ pub struct Simulation {
     log: Vec<String>,
     stats: SimStats,
     outputs: Vec<Output>,
+    hop_faults: HopFaults,
+    /// A crashed component restarts after a delay drawn from this range (ms).
+    restart_delay_ms: (Millis, Millis),
+    audit: Option<Audit>,
+    /// The next publish of this device on a topic ending so is held back (scripted delays).
+    hold: Option<(usize, String)>,
+    held: Vec<(usize, String, Vec<u8>)>,
 }
 
 impl Simulation {
@@ -109,7 +132,115 @@ impl Simulation {
             log: Vec::new(),
             stats: SimStats::default(),
             outputs: Vec::new(),
+            hop_faults: HopFaults::default(),
+            restart_delay_ms: (1_000, 1_000),
+            audit: None,
+            hold: None,
+            held: Vec::new(),
         }
+    }
+
+    /// Holds back the next publish of device `index` on a topic ending with `topic_suffix`
+    /// until [`Simulation::release_held`] (a scripted delay of one message).
+    pub fn hold_next_publish(&mut self, index: usize, topic_suffix: &str) {
+        self.hold = Some((index, topic_suffix.to_owned()));
+    }
+
+    /// Whether a publish is being held back.
+    pub fn holds_publish(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Held publishes reach IoT Core now, in the order they were sent.
+    pub fn release_held(&mut self) {
+        for (index, topic, payload) in std::mem::take(&mut self.held) {
+            let now = self.now;
+            self.push(now, index, Event::ToWorld { topic, payload });
+        }
+    }
+
+    /// Faults on every message between a device and IoT Core from now on (default: none).
+    pub fn set_hop_faults(&mut self, faults: HopFaults) {
+        self.hop_faults = faults;
+    }
+
+    /// How long a crashed component stays down (drawn uniformly from the range).
+    pub fn set_restart_delay(&mut self, min_ms: Millis, max_ms: Millis) {
+        self.restart_delay_ms = (min_ms, max_ms.max(min_ms));
+    }
+
+    /// Checks the invariants of [`audit`] after every event from now on.
+    pub fn enable_audit(&mut self) {
+        self.audit = Some(Audit::default());
+    }
+
+    pub fn audit(&self) -> Option<&Audit> {
+        self.audit.as_ref()
+    }
+
+    /// Runs the audit's end-of-run checks (see [`Audit::check_settled`]).
+    pub fn check_settled(&mut self, safety_poll: bool) {
+        if let Some(audit) = self.audit.as_mut() {
+            audit.check_settled(self.now, &self.world, &self.devices, safety_poll);
+        }
+    }
+
+    pub(crate) fn observe(&mut self) {
+        if let Some(audit) = self.audit.as_mut() {
+            audit.observe(self.now, &self.world, &self.devices);
+        }
+    }
+
+    pub(crate) fn count(&mut self, fault: FaultKind) {
+        *self.stats.faults.entry(fault).or_default() += 1;
+    }
+
+    /// The device index of a core.
+    pub fn device_index(&self, thing: &str) -> Option<usize> {
+        self.by_core.get(thing).copied()
+    }
+
+    /// Kills a device's component now (`armed: None`) or in the middle of the next batch of
+    /// actions it carries out; it restarts after the restart delay.
+    pub fn crash_device(&mut self, index: usize, armed: Option<ArmedCrash>) {
+        let Some(device) = self.devices.get_mut(index) else {
+            return;
+        };
+        match armed {
+            Some(crash) => device.arm_crash(crash),
+            None if device.is_up() => {
+                device.crash();
+                self.crashed(index);
+            }
+            None => {}
+        }
+    }
+
+    /// A crash struck: the component's IPC subscriptions close (the nucleus unsubscribes what
+    /// no component holds) and it is started again later.
+    fn crashed(&mut self, index: usize) {
+        self.count(FaultKind::CrashRestart);
+        let thing = self.devices[index].thing().to_owned();
+        if self.config.log {
+            self.log.push(format!("{} {thing} crashed", self.now));
+        }
+        for filter in self.devices[index].subscriptions().to_vec() {
+            self.world.core_unsubscribe(&thing, &filter);
+        }
+        self.carry();
+        let (min, max) = self.restart_delay_ms;
+        let delay = self.world.rng().u64(min..=max);
+        self.push(self.now + delay, index, Event::Restart);
+    }
+
+    /// The device's clock leaps forward by `ms`.
+    pub fn jump_clock(&mut self, index: usize, ms: Millis) {
+        let Some(device) = self.devices.get_mut(index) else {
+            return;
+        };
+        device.jump_clock(ms);
+        self.count(FaultKind::ClockJump);
+        self.act(index, Vec::new());
     }
 
     pub fn now(&self) -> Millis {
@@ -178,8 +309,13 @@ impl Simulation {
                         continue;
                     }
                     self.stats.mqtt_messages += 1;
-                    let at = self.now + self.config.latency_ms;
-                    self.push(at, index, Event::ToDevice { topic, payload });
+                    for at in self.arrivals() {
+                        let event = Event::ToDevice {
+                            topic: topic.clone(),
+                            payload: payload.clone(),
+                        };
+                        self.push(at, index, event);
+                    }
                 }
                 Output::ConnectionStatus { core, connected } => {
                     if self.config.log {
@@ -198,6 +334,19 @@ impl Simulation {
             }
         }
         self.outputs = outputs;
+    }
+
+    /// When a message sent now arrives, once per copy (none: lost).
+    fn arrivals(&mut self) -> Vec<Millis> {
+        let base = self.now + self.config.latency_ms;
+        if !self.hop_faults.any() {
+            return vec![base];
+        }
+        let fate = self.hop_faults.fate(self.world.rng());
+        for fault in fate.faults {
+            self.count(fault);
+        }
+        fate.extra_delays_ms.into_iter().map(|d| base + d).collect()
     }
 
     fn push(&mut self, at: Millis, device: usize, event: Event) {
@@ -230,6 +379,7 @@ impl Simulation {
                 break;
             };
             self.handle(index, event);
+            self.observe();
         }
         self.now = self.now.max(until);
         self.world.advance_to(self.now);
@@ -263,13 +413,19 @@ impl Simulation {
             Event::WorkDone {
                 job_id,
                 execution_number,
+                run,
+                status,
             } => {
-                self.stats.work_completed += 1;
+                let before = self.devices[index].completed().len();
+                let actions =
+                    self.devices[index].work_done(now, &job_id, execution_number, run, status);
+                if self.devices[index].completed().len() > before {
+                    self.stats.work_completed += 1;
+                }
                 if self.config.log {
                     self.log
                         .push(format!("{now} {core} done {job_id}#{execution_number}"));
                 }
-                let actions = self.devices[index].work_done(now, &job_id, execution_number);
                 self.act(index, actions);
             }
             Event::Tick => {
@@ -277,6 +433,22 @@ impl Simulation {
                     let actions = self.devices[index].tick(now);
                     self.act(index, actions);
                 }
+            }
+            Event::Restart => {
+                if self.devices[index].is_up() {
+                    return;
+                }
+                if self.config.log {
+                    self.log.push(format!("{now} {core} restarted"));
+                }
+                let seed = self.world.rng().u64(..);
+                let mut actions = self.devices[index].restart(now, seed);
+                for filter in self.devices[index].subscriptions().to_vec() {
+                    self.world.core_subscribe(&core, &filter, 1);
+                }
+                self.carry();
+                actions.extend(self.devices[index].start(now));
+                self.act(index, actions);
             }
         }
     }
@@ -286,6 +458,15 @@ impl Simulation {
         for action in actions {
             match action {
                 device::DeviceAction::Publish { topic, payload } => {
+                    let hold = self
+                        .hold
+                        .as_ref()
+                        .is_some_and(|(i, suffix)| *i == index && topic.ends_with(suffix.as_str()));
+                    if hold {
+                        self.hold = None;
+                        self.held.push((index, topic, payload));
+                        continue;
+                    }
                     if self.config.log {
                         let core = self.devices[index].thing();
                         self.log.push(format!(
@@ -293,13 +474,20 @@ impl Simulation {
                             String::from_utf8_lossy(&payload)
                         ));
                     }
-                    let at = now + self.config.latency_ms;
-                    self.push(at, index, Event::ToWorld { topic, payload });
+                    for at in self.arrivals() {
+                        let event = Event::ToWorld {
+                            topic: topic.clone(),
+                            payload: payload.clone(),
+                        };
+                        self.push(at, index, event);
+                    }
                 }
                 device::DeviceAction::Work {
                     job_id,
                     execution_number,
                     duration_ms,
+                    run,
+                    status,
                 } => {
                     self.push(
                         now + duration_ms,
@@ -307,12 +495,17 @@ impl Simulation {
                         Event::WorkDone {
                             job_id,
                             execution_number,
+                            run,
+                            status,
                         },
                     );
                 }
             }
         }
-        if let Some(at) = self.devices[index].arm_tick() {
+        if self.devices[index].take_crashed() {
+            self.crashed(index);
+        }
+        if let Some(at) = self.devices[index].arm_tick(now) {
             self.push(at, index, Event::Tick);
         }
     }

@@ -14,6 +14,7 @@
 //! [`EngineConfig::oversize_after`]: super::EngineConfig::oversize_after
 //! [`EngineConfig::oversize_backoff`]: super::EngineConfig::oversize_backoff
 
+use super::requests::Request;
 use super::{ms, Action, Engine};
 use crate::jobs::job::Millis;
 use std::collections::BTreeSet;
@@ -34,6 +35,23 @@ impl Engine {
         }
         self.set_aside.insert(job_id.to_owned(), until);
         self.next_candidate(now, out);
+    }
+
+    /// A late answer to an earlier describe of `job_id` arrived: the describes still to come
+    /// start counting unanswered attempts afresh, so a slow link is not taken for an answer
+    /// too large to arrive.
+    pub(super) fn description_arrived(&mut self, job_id: &str) {
+        let describes = |r: &Request| matches!(r, Request::Describe { job_id: j } if j == job_id);
+        for f in self
+            .in_flight
+            .values_mut()
+            .filter(|f| describes(&f.request))
+        {
+            f.timeouts = 0;
+        }
+        for r in self.retries.iter_mut().filter(|r| describes(&r.request)) {
+            r.timeouts = 0;
+        }
     }
 
     /// Whether `job_id` is set aside at `now`.

@@ -53,6 +53,10 @@ impl Engine {
         }
         let Some(flight) = seq.and_then(|seq| self.in_flight.remove(&seq)) else {
             tracing::debug!(%topic, client_token = %token, "duplicate or late response ignored");
+            if let ResponseTopic::DescribeAccepted(job_id) = kind {
+                // A full description of this job did reach us, only late: it is not too large.
+                self.description_arrived(job_id);
+            }
             return;
         };
         let accepted = matches!(
