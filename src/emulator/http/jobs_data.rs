@@ -135,15 +135,21 @@ mod tests {
         Request::new(method, path, query, body)
     }
 
-    #[test]
-    fn a_device_runs_a_job_over_http() {
+    /// An emulator on the manual clock with the thing `dev`.
+    fn manual_emulator() -> Emulator {
         let e = Emulator::with_options(EmulatorOptions {
             thing: "core".into(),
             clock: ClockMode::Manual,
             ..EmulatorOptions::default()
         });
+        e.world().create_thing("dev").unwrap();
+        e
+    }
+
+    #[test]
+    fn a_device_runs_a_job_over_http() {
+        let e = manual_emulator();
         let w = e.world();
-        w.create_thing("dev").unwrap();
         w.create_job(NewJob {
             job_id: "j".into(),
             targets: vec!["dev".into()],
@@ -196,13 +202,8 @@ mod tests {
 
     #[test]
     fn documents_read_over_http_carry_urls_to_the_s3_listener() {
-        let e = Emulator::with_options(EmulatorOptions {
-            thing: "core".into(),
-            clock: ClockMode::Manual,
-            ..EmulatorOptions::default()
-        });
+        let e = manual_emulator();
         let w = e.world();
-        w.create_thing("dev").unwrap();
         let s3 = |method: &'static str, path: &'static str, body: &'static [u8]| {
             crate::emulator::http::s3::handle(w, &req(method, path, "", body))
         };
