@@ -124,17 +124,48 @@ fn s3_router(state: &HttpState, request: &Request<'_>) -> Reply {
     s3::handle(state.emulator.world(), request)
 }
 
-/// Serves the emulated S3 on `addr`; returns the bound address.
+/// `addr` as a client on this host reaches it: an unspecified address (`0.0.0.0`, `::`)
+/// becomes the loopback one, which presigned URLs can name.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
+/// Serves the emulated S3 on `addr`; returns the bound address. Documents read from then on
+/// carry presigned URLs to it (to the loopback address when bound to an unspecified one).
 pub async fn serve_s3(
     state: Arc<HttpState>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let bound = server::serve(Arc::clone(&state), addr, "s3", s3_router).await?;
     state.endpoints.set(|e| e.s3 = Some(bound.0));
-    let base_url = format!("http://{}", bound.0);
+    let base_url = format!("http://{}", reachable(bound.0));
     state
         .emulator
         .world()
         .with(|w| w.set_s3_base_url(Some(base_url)));
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reachable;
+
+    #[test]
+    fn presigned_urls_name_a_reachable_address() {
+        for (bound, named) in [
+            ("0.0.0.0:9000", "127.0.0.1:9000"),
+            ("[::]:9000", "[::1]:9000"),
+            ("192.168.1.5:9000", "192.168.1.5:9000"),
+        ] {
+            assert_eq!(reachable(bound.parse().unwrap()).to_string(), named);
+        }
+    }
 }
