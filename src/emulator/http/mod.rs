@@ -3,10 +3,10 @@
 //! The control listener serves the AWS IoT control plane ([`aws_iot`], [`topic_rules`],
 //! [`job_templates`]), `iot-data` Publish ([`iot_data`]) and the emulator's own routes
 //! ([`emulator_routes`]). The `iot-jobs-data` plane ([`jobs_data`]) has its own listener: its
-//! paths collide with the control plane's. The emulated S3 ([`s3`]) has one too (path style); binding it
-//! tells the world where presigned URLs point. Each route group is a
-//! pure function from a decoded [`server::Request`] to a [`server::Reply`], unit-tested
-//! without sockets; [`server`] is the only part that knows hyper.
+//! paths collide with the control plane's. The emulated S3 ([`s3`]) has one too (path style);
+//! binding it tells the world where presigned URLs point. Each route group is a pure function
+//! from a decoded [`server::Request`] to a [`server::Reply`], unit-tested without sockets;
+//! [`server`] is the only part that knows hyper.
 //!
 //! Owns: which route groups each listener serves, in which order, and the addresses they are
 //! bound to. Must not know: the Jobs rules, the broker or the nucleus.
