@@ -137,16 +137,21 @@ fn job_json(job: &Job) -> Value {
         v["timeoutConfig"] = json!({"inProgressTimeoutInMinutes": m});
     }
     if let Some(p) = &job.presigned_url {
-        let mut config = json!({});
-        if let Some(role) = &p.role_arn {
-            config["roleArn"] = json!(role);
-        }
-        if let Some(expires) = p.expires_in_sec {
-            config["expiresInSec"] = json!(expires);
-        }
-        v["presignedUrlConfig"] = config;
+        v["presignedUrlConfig"] = presigned_url_json(p);
     }
     v
+}
+
+/// A `presignedUrlConfig` as the API writes it.
+pub(super) fn presigned_url_json(p: &PresignedUrlConfig) -> Value {
+    let mut config = json!({});
+    if let Some(role) = &p.role_arn {
+        config["roleArn"] = json!(role);
+    }
+    if let Some(expires) = p.expires_in_sec {
+        config["expiresInSec"] = json!(expires);
+    }
+    config
 }
 
 /// Serves one control-plane request, or `None` when no route here matches its path.
@@ -492,7 +497,7 @@ pub(super) fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Rep
 
 /// `presignedUrlConfig` of a CreateJob body (its checks against the document are the Jobs
 /// service's).
-fn presigned_url_config(body: &Value) -> Result<Option<PresignedUrlConfig>, Reply> {
+pub(super) fn presigned_url_config(body: &Value) -> Result<Option<PresignedUrlConfig>, Reply> {
     let Some(c) = body.get("presignedUrlConfig") else {
         return Ok(None);
     };
