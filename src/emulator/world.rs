@@ -2,7 +2,8 @@
 //! deterministic state machine.
 //!
 //! Owns: the world's clock (a value that only [`World::advance_to`] moves), its one seeded
-//! random generator, IoT Core ([`Broker`]), the Jobs service, the rules, each core's nucleus
+//! random generator, IoT Core ([`Broker`]), the Jobs service, the emulated S3 store (whose
+//! presigned URLs the Jobs service puts in documents), the rules, each core's nucleus
 //! MQTT client ([`NucleusMqtt`]) and the traffic between them: device requests to the Jobs
 //! service (for any thing), replies to the requesting connection only, notifications and
 //! lifecycle events through the broker and the rules, stored messages replayed at most 10 a
@@ -18,6 +19,7 @@
 use super::cloud::iot_core::{Broker, Delivery, Publication};
 use super::cloud::jobs_service::{ControlError, JobsService, Output as JobsOutput};
 use super::cloud::rules::Rule;
+use super::cloud::s3::S3;
 use super::nucleus::mqtt_connection::{MqttCommand, NucleusMqtt};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -76,6 +78,7 @@ pub struct World {
     rng: fastrand::Rng,
     broker: Broker,
     jobs: JobsService,
+    s3: S3,
     rules: BTreeMap<String, Rule>,
     cores: BTreeMap<String, Core>,
     /// Client id → the core whose nucleus holds that connection.
@@ -93,11 +96,16 @@ impl World {
     /// An empty world whose clock reads `start` (epoch ms), with one random generator seeded
     /// from `seed`.
     pub fn new(seed: u64, start: Millis) -> Self {
+        // The S3 signing key comes from the seed without drawing from the world's generator.
+        let s3 = S3::new(fastrand::Rng::with_seed(seed ^ 0x5333_5333_5333_5333).u64(..));
+        let mut jobs = JobsService::default();
+        jobs.set_presigner(Some(s3.presigner(None)));
         Self {
             now: start,
             rng: fastrand::Rng::with_seed(seed),
             broker: Broker::default(),
-            jobs: JobsService::default(),
+            jobs,
+            s3,
             rules: BTreeMap::new(),
             cores: BTreeMap::new(),
             client_core: BTreeMap::new(),
@@ -479,6 +487,21 @@ impl World {
     /// The Jobs service, for operations that publish nothing.
     pub fn jobs_mut(&mut self) -> &mut JobsService {
         &mut self.jobs
+    }
+
+    pub fn s3(&self) -> &S3 {
+        &self.s3
+    }
+
+    pub fn s3_mut(&mut self) -> &mut S3 {
+        &mut self.s3
+    }
+
+    /// Where the S3 listener is (`http://host:port`): documents read from now on carry
+    /// presigned URLs to it. `None` (no listener) leaves their placeholders as they are.
+    pub fn set_s3_base_url(&mut self, base_url: Option<String>) {
+        let presigner = self.s3.presigner(base_url);
+        self.jobs.set_presigner(Some(presigner));
     }
 
     // ---- routing --------------------------------------------------------------------

@@ -3,7 +3,8 @@
 //! ListManagedJobTemplates), and the document a CreateJob with `jobTemplateArn` and
 //! `documentParameters` gets.
 //!
-//! Owns: template state, the managed templates' documents and parameters, and substituting
+//! Owns: template state (a custom template's `presignedUrlConfig` included), the managed
+//! templates' documents and parameters, and substituting
 //! `${aws:iot:parameter:NAME}` with the service's refusals (parameters with a custom template,
 //! unknown parameters, missing required ones). Must not know: HTTP, the Jobs service's
 //! executions, or presigned URLs (substituted when a device reads a document, see
@@ -19,7 +20,7 @@
 //! directory), and a value is checked for its length and control characters, not against the
 //! parameter's regex, which is reported by Describe for information.
 
-use super::jobs_service::ControlError;
+use super::jobs_service::{ControlError, PresignedUrlConfig};
 use std::collections::BTreeMap;
 
 /// The largest job document the service accepts (characters).
@@ -248,6 +249,8 @@ pub struct JobTemplate {
     pub arn: String,
     pub description: String,
     pub document: String,
+    /// Given to jobs created from the template that set none themselves.
+    pub presigned_url: Option<PresignedUrlConfig>,
     pub created_at_ms: u64,
 }
 
@@ -257,6 +260,7 @@ pub struct NewJobTemplate {
     pub job_template_id: String,
     pub description: String,
     pub document: String,
+    pub presigned_url: Option<PresignedUrlConfig>,
 }
 
 /// The templates of one account and region.
@@ -316,9 +320,16 @@ impl JobTemplates {
             id: id.clone(),
             description: new.description,
             document: new.document,
+            presigned_url: new.presigned_url,
             created_at_ms: now_ms,
         };
         Ok(self.custom.entry(id).or_insert(template))
+    }
+
+    /// The account's template of ARN `arn`, if there is one.
+    pub fn custom_by_arn(&self, arn: &str) -> Option<&JobTemplate> {
+        let id = arn.rsplit_once(":jobtemplate/")?.1;
+        self.custom.get(id).filter(|t| t.arn == arn)
     }
 
     /// DescribeJobTemplate.
@@ -615,6 +626,7 @@ mod tests {
                     job_template_id: "echo".into(),
                     description: "d".into(),
                     document: doc.into(),
+                    ..NewJobTemplate::default()
                 },
                 5,
             )

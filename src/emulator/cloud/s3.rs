@@ -1,10 +1,11 @@
 //! An emulated S3: buckets, objects, presigned GET URLs with an expiry, and the replacement
 //! of the presigned-URL placeholders of job documents when a device reads them.
 //!
-//! Owns: object state, issuing and checking presigned URLs, and
-//! [`replace_presigned_placeholders`]. Must not know: HTTP (the shell maps a request's path and
-//! query to [`S3::get_presigned`]), the Jobs service, or the clock (time comes in as epoch
-//! seconds).
+//! Owns: object state, issuing and checking presigned URLs ([`Presigner`], which the Jobs
+//! service holds a copy of to render documents at read time), and the placeholder syntax
+//! ([`replace_presigned_placeholders`], [`contains_presigned_placeholder`]). Must not know:
+//! HTTP (the shell maps a request's path and query to [`S3::get_presigned`]), the Jobs
+//! service's state, or the clock (time comes in as epoch seconds).
 //!
 //! The URLs have the shape of SigV4 presigned URLs (`X-Amz-Algorithm`, `X-Amz-Date` in
 //! `YYYYMMDDTHHMMSSZ`, `X-Amz-Expires`, `X-Amz-Signature`), but the signature is a keyed
@@ -12,6 +13,7 @@
 //! this store issued from an altered one, with no crypto crate for an emulator. An expired or
 //! altered URL is answered AccessDenied, which the shell sends as HTTP 403, as S3 does.
 
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
@@ -133,12 +135,13 @@ impl S3 {
             .ok_or_else(|| s3_error("NoSuchKey", 404, format!("no object {key:?} in {bucket}")))
     }
 
-    fn signature(&self, bucket: &str, key: &str, date: &str, expires: u64) -> String {
-        let mut h = std::hash::DefaultHasher::new();
-        (self.signing_key, "GET", bucket, key, date, expires).hash(&mut h);
-        let first = h.finish();
-        first.hash(&mut h);
-        format!("{first:016x}{:016x}", h.finish())
+    /// What issues this store's presigned URLs under `base_url` (`None`: no listener serves
+    /// the store, so documents keep their placeholders).
+    pub fn presigner(&self, base_url: Option<String>) -> Presigner {
+        Presigner {
+            signing_key: self.signing_key,
+            base_url,
+        }
     }
 
     /// A presigned GET URL for `bucket`/`key` under `base_url` (path style), valid for
@@ -151,13 +154,7 @@ impl S3 {
         now: u64,
         expires_in: u64,
     ) -> String {
-        let date = amz_date(now);
-        let signature = self.signature(bucket, key, &date, expires_in);
-        format!(
-            "{}/{bucket}/{}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={date}&X-Amz-Expires={expires_in}&X-Amz-SignedHeaders=host&X-Amz-Signature={signature}",
-            base_url.trim_end_matches('/'),
-            encode_key(key)
-        )
+        presigned_url(self.signing_key, base_url, bucket, key, now, expires_in)
     }
 
     /// Serves a GET of `path` (`/<bucket>/<key>`, percent-encoded) with `query` (without `?`)
@@ -182,7 +179,7 @@ impl S3 {
             .and_then(|e| e.parse().ok())
             .ok_or_else(|| denied("X-Amz-Expires is missing"))?;
         let signature = param("X-Amz-Signature").ok_or_else(|| denied("not signed"))?;
-        if signature != self.signature(bucket, &key, date, expires) {
+        if signature != signature_of(self.signing_key, bucket, &key, date, expires) {
             return Err(denied(
                 "The request signature we calculated does not match the signature you provided",
             ));
@@ -195,6 +192,88 @@ impl S3 {
     }
 }
 
+fn signature_of(signing_key: u64, bucket: &str, key: &str, date: &str, expires: u64) -> String {
+    let mut h = std::hash::DefaultHasher::new();
+    (signing_key, "GET", bucket, key, date, expires).hash(&mut h);
+    let first = h.finish();
+    first.hash(&mut h);
+    format!("{first:016x}{:016x}", h.finish())
+}
+
+fn presigned_url(
+    signing_key: u64,
+    base_url: &str,
+    bucket: &str,
+    key: &str,
+    now: u64,
+    expires_in: u64,
+) -> String {
+    let date = amz_date(now);
+    let signature = signature_of(signing_key, bucket, key, &date, expires_in);
+    format!(
+        "{}/{bucket}/{}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={date}&X-Amz-Expires={expires_in}&X-Amz-SignedHeaders=host&X-Amz-Signature={signature}",
+        base_url.trim_end_matches('/'),
+        encode_key(key)
+    )
+}
+
+/// Issues presigned GET URLs of one [`S3`] store (the same signing key) under the address its
+/// listener is bound to.
+///
+/// Call contract: take it from [`S3::presigner`]; it stays valid as long as the store (the
+/// key never changes). Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigner {
+    signing_key: u64,
+    base_url: Option<String>,
+}
+
+impl Presigner {
+    /// The base URL presigned URLs point at, when a listener serves the store.
+    pub fn base_url(&self) -> Option<&str> {
+        self.base_url.as_deref()
+    }
+
+    /// `document` as a device reads it at `now` (epoch seconds): every presigned-URL
+    /// placeholder in its string values replaced with a URL valid for `expires_in` seconds.
+    /// Without a base URL the placeholders are left as they are, with a WARN.
+    pub fn render(&self, document: &Value, now: u64, expires_in: u64) -> Value {
+        let Some(base_url) = self.base_url.as_deref() else {
+            if contains_presigned_placeholder(&document.to_string()) {
+                tracing::warn!(
+                    "a job document has presigned-URL placeholders but no S3 listener serves the \
+                     emulated S3: they are sent as they are"
+                );
+            }
+            return document.clone();
+        };
+        let mut document = document.clone();
+        replace_in_strings(&mut document, &mut |text| {
+            if contains_presigned_placeholder(text) {
+                *text = replace_with(text, |bucket, key| {
+                    presigned_url(self.signing_key, base_url, bucket, key, now, expires_in)
+                });
+            }
+        });
+        document
+    }
+}
+
+/// Applies `f` to every string value of `value` (object keys are left alone).
+fn replace_in_strings(value: &mut Value, f: &mut impl FnMut(&mut String)) {
+    match value {
+        Value::String(s) => f(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| replace_in_strings(v, f)),
+        Value::Object(map) => map.values_mut().for_each(|v| replace_in_strings(v, f)),
+        _ => {}
+    }
+}
+
+/// Whether `text` holds the start of a presigned-URL placeholder (either form).
+pub fn contains_presigned_placeholder(text: &str) -> bool {
+    text.contains(PLACEHOLDER_V1) || text.contains(PLACEHOLDER_V2)
+}
+
 fn no_bucket(bucket: &str) -> S3Error {
     s3_error(
         "NoSuchBucket",
@@ -204,19 +283,26 @@ fn no_bucket(bucket: &str) -> S3Error {
 }
 
 /// Replaces every `${aws:iot:s3-presigned-url:https://s3.amazonaws.com/<bucket>/<key>}` and
-/// `${aws:iot:s3-presigned-url-v2:https://s3.<region>.amazonaws.com/<bucket>/<key>}` in a
-/// job document (JSON text) with a URL to `base_url` presigned at `now` for `expires_in`
-/// seconds, as the Jobs service does each time a device reads the document. A placeholder
-/// whose URL is not of those forms is left as it is.
+/// `${aws:iot:s3-presigned-url-v2:https://s3.<region>.amazonaws.com/<bucket>/<key>}` (and the
+/// older `${aws:iot:s3-presigned-url:<bucket>/<key>}`) in `text` with a URL to `base_url`
+/// presigned at `now` for `expires_in` seconds, as the Jobs service does each time a device
+/// reads the document. A placeholder whose URL is not of those forms is left as it is.
 pub fn replace_presigned_placeholders(
-    document: &str,
+    text: &str,
     store: &S3,
     now: u64,
     expires_in: u64,
     base_url: &str,
 ) -> String {
-    let mut out = String::with_capacity(document.len());
-    let mut rest = document;
+    replace_with(text, |bucket, key| {
+        store.presign_get(base_url, bucket, key, now, expires_in)
+    })
+}
+
+/// Replaces each placeholder of `text` naming an S3 object with `url(bucket, key)`.
+fn replace_with(text: &str, url: impl Fn(&str, &str) -> String) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
     loop {
         let next = [PLACEHOLDER_V2, PLACEHOLDER_V1]
             .iter()
@@ -234,19 +320,21 @@ pub fn replace_presigned_placeholders(
         let inner = &rest[inner_start..inner_start + len];
         out.push_str(&rest[..at]);
         match s3_location(inner) {
-            Some((bucket, key)) => {
-                out.push_str(&store.presign_get(base_url, bucket, &key, now, expires_in))
-            }
+            Some((bucket, key)) => out.push_str(&url(bucket, &key)),
             None => out.push_str(&rest[at..inner_start + len + 1]),
         }
         rest = &rest[inner_start + len + 1..];
     }
 }
 
-/// Bucket and key of `https://s3.amazonaws.com/<bucket>/<key>` or
-/// `https://s3.<region>.amazonaws.com/<bucket>/<key>`.
+/// Bucket and key of `https://s3.amazonaws.com/<bucket>/<key>`,
+/// `https://s3.<region>.amazonaws.com/<bucket>/<key>` or `<bucket>/<key>`.
 fn s3_location(url: &str) -> Option<(&str, String)> {
-    let rest = url.strip_prefix("https://")?;
+    let Some(rest) = url.strip_prefix("https://") else {
+        let (bucket, key) = url.split_once('/')?;
+        let plain = !bucket.is_empty() && !key.is_empty() && !bucket.contains(':');
+        return plain.then(|| Some((bucket, decode(key)?))).flatten();
+    };
     let (host, path) = rest.split_once('/')?;
     let host_ok = host == "s3.amazonaws.com"
         || host
@@ -448,5 +536,38 @@ mod tests {
             "not an S3 URL: left alone"
         );
         assert_eq!(replace_presigned_placeholders("{}", &s, 1, 60, BASE), "{}");
+    }
+
+    #[test]
+    fn a_presigner_renders_every_string_of_a_document() {
+        let s = store();
+        let doc = serde_json::json!({
+            "url": "${aws:iot:s3-presigned-url:firmware/v1/image%20one.bin}",
+            "nested": [{"u": "get ${aws:iot:s3-presigned-url-v2:https://s3.us-west-2.amazonaws.com/firmware/v1/image%20one.bin} now"}],
+            "${aws:iot:s3-presigned-url:firmware/k}": 1,
+            "n": 7
+        });
+        let rendered = s.presigner(Some(BASE.into())).render(&doc, 1000, 60);
+        let url = rendered["url"].as_str().unwrap();
+        let (path, query) = split(url);
+        assert_eq!(s.get_presigned(path, query, 1060).unwrap().data, b"payload");
+        let text = rendered["nested"][0]["u"].as_str().unwrap();
+        let inner = text
+            .strip_prefix("get ")
+            .unwrap()
+            .strip_suffix(" now")
+            .unwrap();
+        let (path, query) = split(inner);
+        assert_eq!(s.get_presigned(path, query, 1000).unwrap().data, b"payload");
+        assert_eq!(
+            rendered["${aws:iot:s3-presigned-url:firmware/k}"], 1,
+            "keys are not values"
+        );
+        assert_eq!(rendered["n"], 7);
+        assert_eq!(s.presigner(None).render(&doc, 1000, 60), doc);
+        assert!(contains_presigned_placeholder(&doc.to_string()));
+        assert!(!contains_presigned_placeholder(
+            &rendered["url"].to_string()
+        ));
     }
 }

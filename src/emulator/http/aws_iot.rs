@@ -11,8 +11,8 @@
 use super::server::{error, ok, Reply, Request};
 use super::Endpoints;
 use crate::emulator::cloud::jobs_service::{
-    Attributes, ControlError, Execution, Job, JobFilter, JobState, JobUpdate, NewJob, RetryConfig,
-    TargetSelection, Thing, ThingFilter,
+    Attributes, ControlError, Execution, Job, JobFilter, JobState, JobUpdate, NewJob,
+    PresignedUrlConfig, RetryConfig, TargetSelection, Thing, ThingFilter,
 };
 use crate::emulator::shared_world::SharedWorld;
 use serde_json::{json, Value};
@@ -136,7 +136,22 @@ fn job_json(job: &Job) -> Value {
     if let Some(m) = job.in_progress_timeout_minutes {
         v["timeoutConfig"] = json!({"inProgressTimeoutInMinutes": m});
     }
+    if let Some(p) = &job.presigned_url {
+        v["presignedUrlConfig"] = presigned_url_json(p);
+    }
     v
+}
+
+/// A `presignedUrlConfig` as the API writes it.
+pub(super) fn presigned_url_json(p: &PresignedUrlConfig) -> Value {
+    let mut config = json!({});
+    if let Some(role) = &p.role_arn {
+        config["roleArn"] = json!(role);
+    }
+    if let Some(expires) = p.expires_in_sec {
+        config["expiresInSec"] = json!(expires);
+    }
+    config
 }
 
 /// Serves one control-plane request, or `None` when no route here matches its path.
@@ -443,6 +458,10 @@ pub(super) fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Rep
             )
         }
     };
+    let presigned_url = match presigned_url_config(body) {
+        Ok(p) => p,
+        Err(reply) => return reply,
+    };
     let new = NewJob {
         job_id: job_id.to_owned(),
         targets: things,
@@ -461,6 +480,7 @@ pub(super) fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Rep
         retry: retry_config(body),
         target_groups: groups,
         continuous,
+        presigned_url,
     };
     let description = new.description.clone();
     match cloud.create_job(new) {
@@ -473,6 +493,28 @@ pub(super) fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Rep
         }
         Err(e) => from_control(e),
     }
+}
+
+/// `presignedUrlConfig` of a CreateJob body (its checks against the document are the Jobs
+/// service's).
+pub(super) fn presigned_url_config(body: &Value) -> Result<Option<PresignedUrlConfig>, Reply> {
+    let Some(c) = body.get("presignedUrlConfig") else {
+        return Ok(None);
+    };
+    let expires_in_sec = match c.get("expiresInSec") {
+        None => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            error(
+                400,
+                "InvalidRequestException",
+                "presignedUrlConfig.expiresInSec must be a whole number of seconds",
+            )
+        })?),
+    };
+    Ok(Some(PresignedUrlConfig {
+        role_arn: c.get("roleArn").and_then(Value::as_str).map(str::to_owned),
+        expires_in_sec,
+    }))
 }
 
 fn retry_config(body: &Value) -> RetryConfig {

@@ -1,12 +1,13 @@
 //! Job-template routes: CreateJobTemplate, DescribeJobTemplate, ListJobTemplates,
 //! DeleteJobTemplate, DescribeManagedJobTemplate, ListManagedJobTemplates, and CreateJob with
-//! `jobTemplateArn` + `documentParameters` (the document is resolved here, the job created by
-//! the control-plane routes).
+//! `jobTemplateArn` + `documentParameters` (the document, and a custom template's
+//! `presignedUrlConfig` when the job sets none, are resolved here; the job is created by the
+//! control-plane routes).
 //!
 //! Owns: paths and shapes of those routes. Must not know: template rules and substitution
 //! (the cloud's [`crate::emulator::cloud::job_templates`]), sockets or hyper.
 
-use super::aws_iot::{create_job, from_control, secs};
+use super::aws_iot::{create_job, from_control, presigned_url_config, presigned_url_json, secs};
 use super::server::{error, ok, Reply, Request};
 use crate::emulator::cloud::job_templates::{JobTemplate, JobTemplates, NewJobTemplate};
 use crate::emulator::shared_world::SharedWorld;
@@ -42,6 +43,9 @@ fn template_json(t: &JobTemplate, with_document: bool) -> Value {
     });
     if with_document {
         v["document"] = json!(t.document);
+        if let Some(p) = &t.presigned_url {
+            v["presignedUrlConfig"] = presigned_url_json(p);
+        }
     }
     v
 }
@@ -69,7 +73,12 @@ impl TemplateRoutes {
                             "document is required (documentSource and jobArn are not emulated)",
                         ));
                     };
+                    let presigned_url = match presigned_url_config(&body) {
+                        Ok(p) => p,
+                        Err(reply) => return Some(reply),
+                    };
                     let new = NewJobTemplate {
+                        presigned_url,
                         job_template_id: (*id).to_owned(),
                         description: body
                             .get("description")
@@ -179,11 +188,21 @@ impl TemplateRoutes {
                 parameters.insert(k.clone(), v.to_owned());
             }
         }
-        let document = match self.templates().document_for_job(&arn, &parameters) {
+        let templates = self.templates();
+        let document = match templates.document_for_job(&arn, &parameters) {
             Ok(d) => d,
             Err(e) => return from_control(e),
         };
         body["document"] = json!(document);
+        if body.get("presignedUrlConfig").is_none() {
+            if let Some(p) = templates
+                .custom_by_arn(&arn)
+                .and_then(|t| t.presigned_url.as_ref())
+            {
+                body["presignedUrlConfig"] = presigned_url_json(p);
+            }
+        }
+        drop(templates);
         create_job(world, job_id, &body)
     }
 }
@@ -313,5 +332,58 @@ mod tests {
             t.handle(e.world(), &plain).is_none(),
             "plain CreateJob is not a template call"
         );
+    }
+
+    #[test]
+    fn a_custom_template_gives_its_presigned_url_config_to_its_jobs() {
+        let e = emulator();
+        let t = TemplateRoutes::default();
+        let document =
+            json!({"url": "${aws:iot:s3-presigned-url:https://s3.amazonaws.com/b/k}"}).to_string();
+        let role = "arn:aws:iam::123456789012:role/presign";
+        let config = json!({"roleArn": role, "expiresInSec": 120});
+        let r = call(
+            &t,
+            &e,
+            "PUT",
+            "/job-templates/signed",
+            json!({"document": document, "presignedUrlConfig": config}),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            call(
+                &t,
+                &e,
+                "PUT",
+                "/job-templates/unsigned",
+                json!({"document": document})
+            )
+            .status,
+            200
+        );
+        assert_eq!(
+            call(&t, &e, "GET", "/job-templates/signed", Value::Null)["presignedUrlConfig"],
+            config
+        );
+        let arn = |id: &str| format!("arn:aws:iot:us-east-1:123456789012:jobtemplate/{id}");
+        let job = json!({"targets": [thing_arn("core")], "jobTemplateArn": arn("signed")});
+        assert_eq!(call(&t, &e, "PUT", "/jobs/from-signed", job).status, 200);
+        let given = e.world().with_jobs(|j| {
+            j.job("from-signed")
+                .and_then(|job| job.presigned_url.clone())
+        });
+        assert_eq!(given.and_then(|p| p.expires_in_sec), Some(120));
+        // The job's own config wins over the template's.
+        let own = json!({"targets": [thing_arn("core")], "jobTemplateArn": arn("signed"),
+                         "presignedUrlConfig": {"roleArn": role, "expiresInSec": 60}});
+        assert_eq!(call(&t, &e, "PUT", "/jobs/own", own).status, 200);
+        let given = e
+            .world()
+            .with_jobs(|j| j.job("own").and_then(|job| job.presigned_url.clone()));
+        assert_eq!(given.and_then(|p| p.expires_in_sec), Some(60));
+        // Neither the template nor the job names a role: refused.
+        let job = json!({"targets": [thing_arn("core")], "jobTemplateArn": arn("unsigned")});
+        let r = call(&t, &e, "PUT", "/jobs/from-unsigned", job);
+        assert_eq!(r.error_type, Some("InvalidRequestException"));
     }
 }

@@ -127,6 +127,7 @@ mod tests {
     use super::*;
     use crate::emulator::clock::ClockMode;
     use crate::emulator::cloud::jobs_service::NewJob;
+    use crate::emulator::http::server::ReplyBody;
     use crate::emulator::{Emulator, EmulatorOptions};
     use serde_json::json;
 
@@ -134,15 +135,21 @@ mod tests {
         Request::new(method, path, query, body)
     }
 
-    #[test]
-    fn a_device_runs_a_job_over_http() {
+    /// An emulator on the manual clock with the thing `dev`.
+    fn manual_emulator() -> Emulator {
         let e = Emulator::with_options(EmulatorOptions {
             thing: "core".into(),
             clock: ClockMode::Manual,
             ..EmulatorOptions::default()
         });
+        e.world().create_thing("dev").unwrap();
+        e
+    }
+
+    #[test]
+    fn a_device_runs_a_job_over_http() {
+        let e = manual_emulator();
         let w = e.world();
-        w.create_thing("dev").unwrap();
         w.create_job(NewJob {
             job_id: "j".into(),
             targets: vec!["dev".into()],
@@ -191,5 +198,48 @@ mod tests {
             &req("GET", "/things/dev/jobs/j", "executionNumber=x", b""),
         );
         assert_eq!(r.error_type, Some("InvalidRequestException"));
+    }
+
+    #[test]
+    fn documents_read_over_http_carry_urls_to_the_s3_listener() {
+        let e = manual_emulator();
+        let w = e.world();
+        let s3 = |method: &'static str, path: &'static str, body: &'static [u8]| {
+            crate::emulator::http::s3::handle(w, &req(method, path, "", body))
+        };
+        assert_eq!(s3("PUT", "/firmware", b"").status, 200);
+        assert_eq!(s3("PUT", "/firmware/image.bin", b"image").status, 200);
+        let placeholder = "${aws:iot:s3-presigned-url:https://s3.amazonaws.com/firmware/image.bin}";
+        w.create_job(NewJob {
+            job_id: "j".into(),
+            targets: vec!["dev".into()],
+            document: json!({"url": placeholder}),
+            presigned_url: Some(crate::emulator::cloud::jobs_service::PresignedUrlConfig {
+                role_arn: Some("arn:aws:iam::123456789012:role/presign".into()),
+                expires_in_sec: Some(60),
+            }),
+            ..NewJob::default()
+        })
+        .unwrap();
+        // No S3 listener bound yet: the placeholder is sent as it is.
+        let r = handle(w, &req("GET", "/things/dev/jobs/j", "", b""));
+        assert_eq!(r["execution"]["jobDocument"]["url"], placeholder);
+
+        w.with(|w| w.set_s3_base_url(Some("http://127.0.0.1:4566".into())));
+        let r = handle(w, &req("GET", "/things/dev/jobs/j", "", b""));
+        let url = r["execution"]["jobDocument"]["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (path, query) = url
+            .strip_prefix("http://127.0.0.1:4566")
+            .and_then(|u| u.split_once('?'))
+            .expect("a presigned URL to the listener");
+        let get = || crate::emulator::http::s3::handle(w, &req("GET", path, query, b""));
+        let fresh = get();
+        assert_eq!(fresh.status, 200);
+        assert!(matches!(&fresh.body, ReplyBody::Bytes(b, _) if b == b"image"));
+        w.advance(61_000);
+        assert_eq!(get().status, 403, "61 s later");
     }
 }

@@ -3,9 +3,10 @@
 //! The control listener serves the AWS IoT control plane ([`aws_iot`], [`topic_rules`],
 //! [`job_templates`]), `iot-data` Publish ([`iot_data`]) and the emulator's own routes
 //! ([`emulator_routes`]). The `iot-jobs-data` plane ([`jobs_data`]) has its own listener: its
-//! paths collide with the control plane's. The emulated S3 ([`s3`]) has one too (path style). Each route group is a
-//! pure function from a decoded [`server::Request`] to a [`server::Reply`], unit-tested
-//! without sockets; [`server`] is the only part that knows hyper.
+//! paths collide with the control plane's. The emulated S3 ([`s3`]) has one too (path style);
+//! binding it tells the world where presigned URLs point. Each route group is a pure function
+//! from a decoded [`server::Request`] to a [`server::Reply`], unit-tested without sockets;
+//! [`server`] is the only part that knows hyper.
 //!
 //! Owns: which route groups each listener serves, in which order, and the addresses they are
 //! bound to. Must not know: the Jobs rules, the broker or the nucleus.
@@ -68,7 +69,6 @@ pub struct HttpState {
     pub endpoints: Endpoints,
     pub topic_rules: topic_rules::TopicRules,
     pub templates: job_templates::TemplateRoutes,
-    pub s3: s3::S3Routes,
 }
 
 impl HttpState {
@@ -78,7 +78,6 @@ impl HttpState {
             endpoints: Endpoints::default(),
             topic_rules: topic_rules::TopicRules::default(),
             templates: job_templates::TemplateRoutes::default(),
-            s3: s3::S3Routes::new(signing_key()),
         })
     }
 }
@@ -121,25 +120,52 @@ pub async fn serve_jobs_data(
     Ok(bound)
 }
 
-/// A per-process key for presigned URLs: std's randomly seeded hasher, so URLs of one run do
-/// not validate in another. Presigned URLs are not part of the world's event log.
-fn signing_key() -> u64 {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one("s3 signing key")
-}
-
 fn s3_router(state: &HttpState, request: &Request<'_>) -> Reply {
-    state
-        .s3
-        .handle(request, state.emulator.world().now() / 1000)
+    s3::handle(state.emulator.world(), request)
 }
 
-/// Serves the emulated S3 on `addr`; returns the bound address.
+/// `addr` as a client on this host reaches it: an unspecified address (`0.0.0.0`, `::`)
+/// becomes the loopback one, which presigned URLs can name.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
+/// Serves the emulated S3 on `addr`; returns the bound address. Documents read from then on
+/// carry presigned URLs to it (to the loopback address when bound to an unspecified one).
 pub async fn serve_s3(
     state: Arc<HttpState>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let bound = server::serve(Arc::clone(&state), addr, "s3", s3_router).await?;
     state.endpoints.set(|e| e.s3 = Some(bound.0));
+    let base_url = format!("http://{}", reachable(bound.0));
+    state
+        .emulator
+        .world()
+        .with(|w| w.set_s3_base_url(Some(base_url)));
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reachable;
+
+    #[test]
+    fn presigned_urls_name_a_reachable_address() {
+        for (bound, named) in [
+            ("0.0.0.0:9000", "127.0.0.1:9000"),
+            ("[::]:9000", "[::1]:9000"),
+            ("192.168.1.5:9000", "192.168.1.5:9000"),
+        ] {
+            assert_eq!(reachable(bound.parse().unwrap()).to_string(), named);
+        }
+    }
 }

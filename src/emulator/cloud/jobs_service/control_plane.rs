@@ -265,6 +265,7 @@ impl JobsService {
         }
         validate_retry(new.retry)?;
         validate_timeout(new.in_progress_timeout_minutes)?;
+        super::documents::validate_presigned_url_config(&new)?;
         let mut things: BTreeSet<String> = new.targets.iter().cloned().collect();
         for g in &new.target_groups {
             things.extend(self.registry.members(g).cloned());
@@ -283,6 +284,7 @@ impl JobsService {
                 retry: new.retry,
                 target_groups: new.target_groups,
                 continuous: new.continuous,
+                presigned_url: new.presigned_url,
                 state: JobState::InProgress,
                 created_at_ms: now_ms,
                 last_updated_at_ms: now_ms,

@@ -202,7 +202,7 @@ impl JobsService {
                 .jobs
                 .get(job_id)
                 .filter(|_| request.include_job_document == Some(true))
-                .map(|j| j.document.clone()),
+                .map(|j| self.device_document(j, now_ms)),
             timestamp: timestamp(now_ms),
             client_token: None,
         };

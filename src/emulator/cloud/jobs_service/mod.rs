@@ -17,12 +17,14 @@
 //! that must leave foreign jobs alone; and QUEUED may go straight to a terminal status.
 //!
 //! Parts: [`registry`] (things, groups), [`store`] (executions and indexes), `lifecycle` (the
-//! execution state machine: start, end, retry, job completion), `notifications`, `data_plane`
+//! execution state machine: start, end, retry, job completion), `notifications`, `documents`
+//! (the document a device reads, with fresh presigned URLs), `data_plane`
 //! (typed device-side entry points), `mqtt` (the MQTT topics around them), `control_plane`
 //! and `timers`.
 
 mod control_plane;
 mod data_plane;
+mod documents;
 mod lifecycle;
 mod mqtt;
 mod notifications;
@@ -32,6 +34,7 @@ mod timers;
 
 pub use control_plane::{JobFilter, JobUpdate, TargetSelection};
 pub use data_plane::Rejection;
+pub use documents::PresignedUrlConfig;
 pub use registry::{Attributes, Thing, ThingFilter};
 pub use store::{ExecId, Execution};
 
@@ -92,6 +95,9 @@ pub struct NewJob {
     /// `targetSelection: CONTINUOUS`: things that join a targeted group later get an
     /// execution, things that leave it have their pending one REMOVED.
     pub continuous: bool,
+    /// `presignedUrlConfig`: required (its `roleArn`) when the document has presigned-URL
+    /// placeholders.
+    pub presigned_url: Option<PresignedUrlConfig>,
 }
 
 /// `jobExecutionsRetryConfig`: how often a FAILED or TIMED_OUT execution is queued again.
@@ -139,6 +145,7 @@ pub struct Job {
     pub retry: RetryConfig,
     pub target_groups: Vec<String>,
     pub continuous: bool,
+    pub presigned_url: Option<PresignedUrlConfig>,
     pub state: JobState,
     pub created_at_ms: u64,
     pub last_updated_at_ms: u64,
@@ -162,6 +169,8 @@ pub struct JobsService {
     executions: Store,
     /// Requests still to be refused with RequestThrottled, per thing.
     throttled: BTreeMap<String, u32>,
+    /// Issues the presigned URLs of documents read by devices (see `documents`).
+    presigner: Option<super::s3::Presigner>,
 }
 
 impl JobsService {

@@ -65,7 +65,11 @@ impl JobsService {
             job_id: e.job_id.clone(),
             thing_name: Some(e.thing_name.clone()),
             job_document: include_document
-                .then(|| self.jobs.get(&e.job_id).map(|j| j.document.clone()))
+                .then(|| {
+                    self.jobs
+                        .get(&e.job_id)
+                        .map(|j| self.device_document(j, now_ms))
+                })
                 .flatten(),
             status: e.status,
             status_details: (!e.status_details.is_empty()).then(|| e.status_details.clone()),
