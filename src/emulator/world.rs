@@ -517,7 +517,9 @@ impl World {
         q.window.1 > q.per_second
     }
 
-    fn jobs_outputs(&mut self, requester: Option<&str>, outputs: Vec<JobsOutput>) {
+    fn jobs_outputs(&mut self, requester: Option<&str>, mut outputs: Vec<JobsOutput>) {
+        // Effects beyond the call's own (abort cancellations, job events) go after it.
+        outputs.append(&mut self.jobs.take_queued_outputs());
         for output in outputs {
             match output {
                 JobsOutput::Reply { topic, payload } => {

@@ -2,11 +2,13 @@
 //!
 //! Owns: IoT Core's broker ([`iot_core`], its subscription index [`subscription_tree`]), the
 //! Jobs service ([`jobs_service`]) and its templates ([`job_templates`]), the rules engine
-//! ([`rules`]), and S3 with presigned URLs ([`s3`]).
+//! ([`rules`]), S3 with presigned URLs ([`s3`]), and the account's event configuration with
+//! the Jobs events' payloads ([`job_events`]).
 //! Must not know: the nucleus, IPC, sockets or the wall clock; [`crate::emulator::world`]
 //! wires these together with the cores' connections.
 
 pub mod iot_core;
+pub mod job_events;
 pub mod job_templates;
 pub mod jobs_service;
 pub mod rules;

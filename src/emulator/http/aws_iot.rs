@@ -198,7 +198,13 @@ pub fn handle(cloud: &SharedWorld, endpoints: &Endpoints, request: &Request<'_>)
             Err(r) => r,
         },
         ("GET", ["jobs"]) => list_jobs(cloud, request),
-        ("GET", ["jobs", job_id]) => match cloud.with_jobs(|j| j.job(job_id).map(job_json)) {
+        ("GET", ["jobs", job_id]) => match cloud.with_jobs(|j| {
+            j.job(job_id).map(|job| {
+                let mut v = job_json(job);
+                super::job_configs::describe(&mut v, job, &j.job_counts(job_id));
+                v
+            })
+        }) {
             Some(job) => ok(json!({"documentSource": Value::Null, "job": job})),
             None => error(404, "ResourceNotFoundException", format!("job {job_id} does not exist")),
         },
@@ -443,7 +449,14 @@ pub(super) fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Rep
             )
         }
     };
+    let configs = match super::job_configs::parse(body, cloud.now()) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let new = NewJob {
+        rollout: configs.rollout,
+        abort: configs.abort,
+        scheduling: configs.scheduling,
         job_id: job_id.to_owned(),
         targets: things,
         document,
