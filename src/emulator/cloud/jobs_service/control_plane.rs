@@ -124,8 +124,10 @@ fn page<'a, T: 'a>(
 impl JobsService {
     // ---- registry -------------------------------------------------------------------
 
+    /// CreateThing. A thing that joins dynamic groups by it gets its continuous jobs'
+    /// executions; what that sends is queued ([`JobsService::take_queued_outputs`]).
     pub fn create_thing(&mut self, thing_name: &str) -> Result<(), ControlError> {
-        self.registry.create_thing(thing_name, Attributes::new())
+        self.create_thing_with_attributes(thing_name, Attributes::new())
     }
 
     /// CreateThing with `attributePayload.attributes`.
@@ -134,7 +136,9 @@ impl JobsService {
         thing_name: &str,
         attributes: Attributes,
     ) -> Result<(), ControlError> {
-        self.registry.create_thing(thing_name, attributes)
+        self.registry.create_thing(thing_name, attributes)?;
+        self.queue_membership_changes();
+        Ok(())
     }
 
     /// DescribeThing.
@@ -162,6 +166,15 @@ impl JobsService {
         if !self.registry.add_member(group, thing)? {
             return Ok(Vec::new());
         }
+        let mut out = self.continuous_join(group, thing, now_ms);
+        out.extend(self.apply_membership_changes(now_ms));
+        Ok(out)
+    }
+
+    /// `thing` joined `group`: continuous jobs targeting it give the newcomer an execution (a
+    /// new execution number when it had one before) unless one is pending or its rollout
+    /// still has it waiting.
+    pub(super) fn continuous_join(&mut self, group: &str, thing: &str, now_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();
         for job_id in self.continuous_jobs_of(group, true) {
             let pending = self
@@ -180,7 +193,7 @@ impl JobsService {
                 out.extend(self.notifications(thing, before, now_ms));
             }
         }
-        Ok(out)
+        out
     }
 
     /// Continuous jobs targeting the group mark the leaver's pending execution REMOVED.
@@ -207,7 +220,9 @@ impl JobsService {
                 self.end_execution(id, JobStatus::Removed, None, now_ms);
             }
         }
-        Ok(self.notifications(thing, before, now_ms))
+        let mut out = self.notifications(thing, before, now_ms);
+        out.extend(self.apply_membership_changes(now_ms));
+        Ok(out)
     }
 
     /// Continuous jobs targeting `group` (only IN_PROGRESS ones when `active_only`).

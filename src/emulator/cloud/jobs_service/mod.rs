@@ -31,6 +31,7 @@ pub mod abort;
 mod control_plane;
 pub mod cron;
 mod data_plane;
+pub mod fleet;
 mod lifecycle;
 mod mqtt;
 mod notifications;

@@ -3,6 +3,7 @@
 use super::*;
 use crate::jobs::messages::JobStatus;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 const MIN: u64 = 60_000;
 /// 2026-12-01T00:00Z.
@@ -337,4 +338,120 @@ fn maintenance_windows_pause_the_rollout() {
     assert_eq!(notified(&s, "mw"), 4);
     advance(&mut s, T0 + 26 * 60 * MIN);
     assert_eq!(notified(&s, "mw"), 4, "closed again after two minutes");
+}
+
+#[test]
+fn a_rollout_on_a_dynamic_group_reaches_exactly_the_900_in_9_minutes() {
+    use crate::emulator::cloud::fleet_index::IndexingMode;
+    let mut s = JobsService::default();
+    s.set_indexing_mode(IndexingMode::RegistryAndShadow, T0)
+        .unwrap();
+    let things: Vec<String> = (0..1000).map(|i| format!("dev-{i:04}")).collect();
+    for t in &things {
+        let attrs = Attributes::from([("fleet".to_owned(), "blue".to_owned())]);
+        s.create_thing_with_attributes(t, attrs).unwrap();
+    }
+    s.create_thing_group("up-exclude").unwrap();
+    let excluded: Vec<&String> = things.iter().step_by(10).collect();
+    for t in &excluded {
+        s.add_thing_to_thing_group("up-exclude", t, T0).unwrap();
+    }
+    s.create_dynamic_thing_group(
+        "up-targets",
+        "(attributes.fleet:blue) AND NOT thingGroupNames:up-exclude",
+        T0,
+    )
+    .unwrap();
+    assert_eq!(s.describe_thing_group("up-targets").unwrap().members, 900);
+    let job = NewJob {
+        target_groups: vec!["up-targets".into()],
+        continuous: true,
+        rollout: RolloutConfig {
+            maximum_per_minute: Some(100),
+            exponential: None,
+        },
+        ..new_job("up", &[])
+    };
+    // Devices take and finish each execution as its notification comes.
+    let mut outputs = s.create_job(job, T0).unwrap();
+    let mut now = T0;
+    let mut done_at = None;
+    loop {
+        for o in std::mem::take(&mut outputs) {
+            if let Output::Publish(p) = o {
+                if let Some(thing) = p
+                    .topic
+                    .strip_prefix("$aws/things/")
+                    .and_then(|r| r.strip_suffix("/jobs/notify-next"))
+                {
+                    update(&mut s, thing, "up", "SUCCEEDED", now);
+                }
+            }
+        }
+        if s.job_counts("up").of(JobStatus::Succeeded) == 900 && done_at.is_none() {
+            done_at = Some(now);
+        }
+        match s.next_deadline().filter(|at| *at <= T0 + 20 * MIN) {
+            Some(at) => {
+                now = at;
+                outputs = s.tick(now);
+            }
+            None => break,
+        }
+    }
+    let c = s.job_counts("up");
+    assert_eq!(c.of(JobStatus::Succeeded), 900);
+    assert_eq!(c.notified, 900);
+    let minutes = (done_at.expect("all succeeded") - T0) as f64 / MIN as f64;
+    assert!((8.0..=10.0).contains(&minutes), "{minutes} virtual minutes");
+    for t in excluded {
+        assert!(s.execution("up", t, None).is_none(), "{t} is excluded");
+    }
+    // A thing stamped later joins at once; a thing that leaves keeps its execution.
+    s.create_thing_with_attributes(
+        "dev-late",
+        Attributes::from([("fleet".into(), "blue".into())]),
+    )
+    .unwrap();
+    let _ = now;
+    assert!(s
+        .take_queued_outputs()
+        .iter()
+        .any(|o| matches!(o, Output::Publish(p) if p.topic.contains("dev-late"))));
+    assert_eq!(
+        s.execution("up", "dev-late", None).map(|e| e.status),
+        Some(JobStatus::Queued)
+    );
+    s.add_thing_to_thing_group("up-exclude", "dev-late", now)
+        .unwrap();
+    assert_eq!(s.describe_thing_group("up-targets").unwrap().members, 900);
+    assert_eq!(
+        s.execution("up", "dev-late", None).map(|e| e.status),
+        Some(JobStatus::Queued)
+    );
+    // And a shadow stamp brings a thing in through the query.
+    s.create_dynamic_thing_group("stamped", "shadow.reported.stamp:up", now)
+        .unwrap();
+    s.set_shadow_reported(
+        "dev-0000",
+        BTreeMap::from([("stamp".into(), vec!["up".into()])]),
+        now,
+    );
+    assert_eq!(
+        s.list_things_in_thing_group("stamped", None, None)
+            .unwrap()
+            .items,
+        ["dev-0000"]
+    );
+    let e = s.search_index("thingName:dev-00*", Some(5), None).unwrap();
+    assert_eq!(
+        (e.items.len(), e.next_token.as_deref()),
+        (5, Some("dev-0004"))
+    );
+    assert_eq!(
+        s.search_index("attributes.fleet:", None, None)
+            .map(|_| ())
+            .map_err(|e| e.code),
+        Err("InvalidQueryException")
+    );
 }
