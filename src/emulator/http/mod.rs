@@ -13,6 +13,7 @@
 pub mod account;
 pub mod aws_iot;
 pub mod emulator_routes;
+pub mod fleet;
 pub mod iot_data;
 pub mod job_configs;
 pub mod job_templates;
@@ -94,6 +95,7 @@ pub fn control(state: &HttpState, request: &Request<'_>) -> Reply {
         .handle(world, request)
         .or_else(|| aws_iot::handle(world, &state.endpoints, request))
         .or_else(|| account::handle(world, request))
+        .or_else(|| fleet::handle(world, request))
         .or_else(|| state.topic_rules.handle(world, request))
         .or_else(|| iot_data::handle(world, request))
         .or_else(|| emulator_routes::handle(&state.emulator, request))
