@@ -213,7 +213,13 @@ pub fn handle(cloud: &SharedWorld, endpoints: &Endpoints, request: &Request<'_>)
             Err(r) => r,
         },
         ("GET", ["jobs"]) => list_jobs(cloud, request),
-        ("GET", ["jobs", job_id]) => match cloud.with_jobs(|j| j.job(job_id).map(job_json)) {
+        ("GET", ["jobs", job_id]) => match cloud.with_jobs(|j| {
+            j.job(job_id).map(|job| {
+                let mut v = job_json(job);
+                super::job_configs::describe(&mut v, job, &j.job_counts(job_id));
+                v
+            })
+        }) {
             Some(job) => ok(json!({"documentSource": Value::Null, "job": job})),
             None => error(404, "ResourceNotFoundException", format!("job {job_id} does not exist")),
         },
@@ -306,7 +312,7 @@ fn create_thing(cloud: &SharedWorld, thing: &str, body: &Value) -> Reply {
         }
     }
     cloud
-        .with(|w| w.jobs_mut().create_thing_with_attributes(thing, attributes))
+        .jobs_control(|j, _| j.create_thing_with_attributes(thing, attributes).map(|()| Vec::new()))
         .map(|()| ok(json!({"thingName": thing, "thingArn": thing_arn(thing), "thingId": thing_id(thing)})))
         .unwrap_or_else(from_control)
 }
@@ -462,7 +468,14 @@ pub(super) fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Rep
         Ok(p) => p,
         Err(reply) => return reply,
     };
+    let configs = match super::job_configs::parse(body, cloud.now()) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let new = NewJob {
+        rollout: configs.rollout,
+        abort: configs.abort,
+        scheduling: configs.scheduling,
         job_id: job_id.to_owned(),
         targets: things,
         document,
