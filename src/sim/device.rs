@@ -45,6 +45,8 @@ pub struct Device {
     engine: Engine,
     thing: String,
     subscriptions: Vec<String>,
+    /// Per subscription: whether it holds a wildcard (the others match one topic exactly).
+    wildcard: Vec<bool>,
     work: WorkModel,
     /// Running jobs: (job id, execution number) → cancelled.
     running: BTreeMap<(String, i64), bool>,
@@ -61,10 +63,15 @@ impl Device {
         let thing = config.thing_name.clone();
         let engine = Engine::new(config, seed);
         let subscriptions = engine.subscriptions();
+        let wildcard = subscriptions
+            .iter()
+            .map(|f| f.contains(['+', '#']))
+            .collect();
         Self {
             engine,
             thing,
             subscriptions,
+            wildcard,
             work,
             running: BTreeMap::new(),
             tick_at: None,
@@ -98,7 +105,17 @@ impl Device {
 
     /// Whether a message on `topic` reaches this component (one of its filters matches).
     pub fn wants(&self, topic: &str) -> bool {
-        self.subscriptions.iter().any(|f| topic::matches(f, topic))
+        // Most filters are exact topics: comparing bytes is far cheaper than matching levels.
+        self.subscriptions
+            .iter()
+            .zip(&self.wildcard)
+            .any(|(f, wildcard)| {
+                if *wildcard {
+                    topic::matches(f, topic)
+                } else {
+                    f == topic
+                }
+            })
     }
 
     pub fn start(&mut self, now: u64) -> Vec<DeviceAction> {

@@ -238,7 +238,6 @@ impl Simulation {
 
     fn handle(&mut self, index: usize, event: Event) {
         let now = self.now;
-        let core = self.devices[index].thing().to_owned();
         match event {
             Event::ToWorld { topic, payload } => {
                 self.stats.mqtt_messages += 1;
@@ -250,11 +249,13 @@ impl Simulation {
                         .entry(now / 1000 * 1000)
                         .or_default() += 1;
                 }
-                self.world.core_publish(&core, &topic, payload, 1);
+                self.world
+                    .core_publish(self.devices[index].thing(), topic, payload, 1);
                 self.carry();
             }
             Event::ToDevice { topic, payload } => {
                 if self.config.log {
+                    let core = self.devices[index].thing();
                     self.log.push(format!("{now} {core} <- {topic}"));
                 }
                 let actions = self.devices[index].message(now, &topic, &payload);
@@ -266,6 +267,7 @@ impl Simulation {
             } => {
                 self.stats.work_completed += 1;
                 if self.config.log {
+                    let core = self.devices[index].thing();
                     self.log
                         .push(format!("{now} {core} done {job_id}#{execution_number}"));
                 }
