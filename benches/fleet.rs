@@ -14,7 +14,7 @@
 //! process's peak RSS and writes it to `$CARGO_TARGET_DIR/ggjh-fleet-report.txt`.
 //! Deterministic: fixed seeds, virtual time.
 
-use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
+use greengrass_jobs_handler::emulator::cloud::jobs_service::{JobState, NewJob};
 use greengrass_jobs_handler::jobs::engine::EngineConfig;
 use greengrass_jobs_handler::jobs::messages::JobStatus;
 use greengrass_jobs_handler::sim::device::WorkModel;
@@ -97,26 +97,31 @@ fn simulate(devices: usize, jitter_ms: u64, quota: u32) -> Outcome {
         sim.world_mut().core_reconnect(t, true);
     }
     sim.carry();
-    let mut all_done_after = None;
-    let mut succeeded = 0;
     let mut at = t1;
     while at < t1 + LIMIT {
         at += SECOND;
         sim.run_until(at);
-        succeeded = things
-            .iter()
-            .filter(|t| {
-                sim.world()
-                    .jobs()
-                    .execution("fleet-update", t, None)
-                    .is_some_and(|e| e.status == JobStatus::Succeeded)
-            })
-            .count();
-        if succeeded == devices {
-            all_done_after = Some(at - t1);
+        // Every execution has ended once the job is COMPLETED (O(log n) to ask); only then are
+        // the outcomes counted.
+        let completed = sim
+            .world()
+            .jobs()
+            .job("fleet-update")
+            .is_some_and(|j| j.state == JobState::Completed);
+        if completed {
             break;
         }
     }
+    let succeeded = things
+        .iter()
+        .filter(|t| {
+            sim.world()
+                .jobs()
+                .execution("fleet-update", t, None)
+                .is_some_and(|e| e.status == JobStatus::Succeeded)
+        })
+        .count();
+    let all_done_after = (succeeded == devices).then_some(at - t1);
     let peak_per_second = sim
         .stats()
         .jobs_requests_per_second

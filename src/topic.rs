@@ -66,15 +66,34 @@ pub fn matches(filter: &str, name: &str) -> bool {
     if name.starts_with('$') && filter.starts_with(['+', '#']) {
         return false;
     }
-    let mut names = name.split('/');
-    let mut filters = filter.split('/');
+    if filter == name {
+        // Every level equals itself (and a wildcard level matches its own text).
+        return true;
+    }
+    let (mut filters, mut names) = (Some(filter.as_bytes()), Some(name.as_bytes()));
     loop {
-        match (filters.next(), names.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
+        match (next_level(&mut filters), next_level(&mut names)) {
+            (Some(b"#"), _) => return true,
+            (Some(b"+"), Some(_)) => {}
             (Some(f), Some(n)) if f == n => {}
             (None, None) => return true,
             _ => return false,
+        }
+    }
+}
+
+/// The next `/`-separated level of `rest` (`None` once the last level was taken), as
+/// `str::split('/')` yields them, without its per-call searcher set-up.
+fn next_level<'a>(rest: &mut Option<&'a [u8]>) -> Option<&'a [u8]> {
+    let s = (*rest)?;
+    match s.iter().position(|&b| b == b'/') {
+        Some(i) => {
+            *rest = Some(&s[i + 1..]);
+            Some(&s[..i])
+        }
+        None => {
+            *rest = None;
+            Some(s)
         }
     }
 }

@@ -290,9 +290,15 @@ impl World {
     }
 
     /// A component on `core` published (PublishToIoTCore).
-    pub fn core_publish(&mut self, core: &str, topic: &str, payload: Vec<u8>, qos: u8) {
+    pub fn core_publish(
+        &mut self,
+        core: &str,
+        topic: impl Into<String>,
+        payload: Vec<u8>,
+        qos: u8,
+    ) {
         let publication = Publication {
-            topic: topic.to_owned(),
+            topic: topic.into(),
             payload,
             qos,
         };
@@ -569,15 +575,14 @@ impl World {
             return;
         }
         if let Some((thing, rest)) = jobs_request(&publication.topic) {
-            let (thing, rest) = (thing.to_owned(), rest.to_owned());
             self.observe(&publication.topic, &publication.payload);
             if self.over_jobs_quota() {
                 self.quota_refusals += 1;
-                self.jobs.throttle(&thing, 1);
+                self.jobs.throttle(thing, 1);
             }
             let outputs =
                 self.jobs
-                    .handle_device_request(&thing, &rest, &publication.payload, self.now);
+                    .handle_device_request(thing, rest, &publication.payload, self.now);
             self.jobs_outputs(Some(client), outputs);
             return;
         }

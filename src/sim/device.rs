@@ -86,6 +86,8 @@ pub struct Device {
     config: EngineConfig,
     thing: String,
     subscriptions: Vec<String>,
+    /// Per subscription: whether it holds a wildcard (the others match one topic exactly).
+    wildcard: Vec<bool>,
     work: WorkModel,
     /// Running jobs: (job id, execution number) → run id.
     running: BTreeMap<(String, i64), u64>,
@@ -112,11 +114,16 @@ impl Device {
         let thing = config.thing_name.clone();
         let engine = Engine::new(config.clone(), seed);
         let subscriptions = engine.subscriptions();
+        let wildcard = subscriptions
+            .iter()
+            .map(|f| f.contains(['+', '#']))
+            .collect();
         Self {
             engine,
             config,
             thing,
             subscriptions,
+            wildcard,
             work,
             running: BTreeMap::new(),
             next_run: 0,
@@ -182,7 +189,19 @@ impl Device {
 
     /// Whether a message on `topic` reaches this component (one of its filters matches).
     pub fn wants(&self, topic: &str) -> bool {
-        self.up && self.subscriptions.iter().any(|f| topic::matches(f, topic))
+        // Most filters are exact topics: comparing bytes is far cheaper than matching levels.
+        self.up
+            && self
+                .subscriptions
+                .iter()
+                .zip(&self.wildcard)
+                .any(|(f, wildcard)| {
+                    if *wildcard {
+                        topic::matches(f, topic)
+                    } else {
+                        f == topic
+                    }
+                })
     }
 
     fn engine_now(&self, now: u64) -> u64 {

@@ -388,7 +388,6 @@ impl Simulation {
 
     fn handle(&mut self, index: usize, event: Event) {
         let now = self.now;
-        let core = self.devices[index].thing().to_owned();
         match event {
             Event::ToWorld { topic, payload } => {
                 self.stats.mqtt_messages += 1;
@@ -400,11 +399,13 @@ impl Simulation {
                         .entry(now / 1000 * 1000)
                         .or_default() += 1;
                 }
-                self.world.core_publish(&core, &topic, payload, 1);
+                self.world
+                    .core_publish(self.devices[index].thing(), topic, payload, 1);
                 self.carry();
             }
             Event::ToDevice { topic, payload } => {
                 if self.config.log {
+                    let core = self.devices[index].thing();
                     self.log.push(format!("{now} {core} <- {topic}"));
                 }
                 let actions = self.devices[index].message(now, &topic, &payload);
@@ -423,6 +424,7 @@ impl Simulation {
                     self.stats.work_completed += 1;
                 }
                 if self.config.log {
+                    let core = self.devices[index].thing();
                     self.log
                         .push(format!("{now} {core} done {job_id}#{execution_number}"));
                 }
@@ -438,6 +440,7 @@ impl Simulation {
                 if self.devices[index].is_up() {
                     return;
                 }
+                let core = self.devices[index].thing().to_owned();
                 if self.config.log {
                     self.log.push(format!("{now} {core} restarted"));
                 }

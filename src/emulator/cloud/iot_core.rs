@@ -8,7 +8,7 @@
 
 use super::subscription_tree::SubscriptionTree;
 use crate::topic;
-use serde_json::json;
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Subscriptions one connection may hold; AWS silently ignores the rest.
@@ -84,6 +84,49 @@ impl Default for Broker {
 /// Client ids with `#` or `+` get no lifecycle events.
 fn emits_lifecycle(client_id: &str) -> bool {
     !client_id.contains(['#', '+'])
+}
+
+/// The principal every emulated client connects as.
+const PRINCIPAL: &str = "emulated-certificate";
+
+/// A presence event (`connected`, `disconnected`). Fields in name order, as AWS's samples
+/// and the event log have them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PresenceEvent<'a> {
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_initiated_disconnect: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disconnect_reason: Option<&'a str>,
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip_address: Option<&'a str>,
+    principal_identifier: &'a str,
+    session_identifier: String,
+    timestamp: u64,
+    version_number: u64,
+}
+
+/// A subscription event (`subscribed`, `unsubscribed`), fields in name order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionEvent<'a> {
+    client_id: &'a str,
+    event_type: &'a str,
+    principal_identifier: &'a str,
+    session_identifier: String,
+    timestamp: u64,
+    topics: Vec<&'a str>,
+}
+
+/// Serializes a lifecycle event. These structs hold only strings and numbers, which always
+/// serialize; should that ever fail, it is logged and an empty object is published.
+fn event_payload(event: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(event).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a lifecycle event could not be serialized");
+        b"{}".to_vec()
+    })
 }
 
 fn session_uuid(id: u64) -> String {
@@ -173,17 +216,17 @@ impl Broker {
             *version += 1;
             out.events.push(Publication {
                 topic: format!("$aws/events/presence/connected/{client_id}"),
-                payload: json!({
-                    "clientId": client_id,
-                    "timestamp": now_ms,
-                    "eventType": "connected",
-                    "sessionIdentifier": session_uuid(session_id),
-                    "principalIdentifier": "emulated-certificate",
-                    "ipAddress": "127.0.0.1",
-                    "versionNumber": *version,
-                })
-                .to_string()
-                .into_bytes(),
+                payload: event_payload(&PresenceEvent {
+                    client_id,
+                    client_initiated_disconnect: None,
+                    disconnect_reason: None,
+                    event_type: "connected",
+                    ip_address: Some("127.0.0.1"),
+                    principal_identifier: PRINCIPAL,
+                    session_identifier: session_uuid(session_id),
+                    timestamp: now_ms,
+                    version_number: *version,
+                }),
                 qos: 0,
             });
         }
@@ -217,18 +260,17 @@ impl Broker {
         let version = self.versions.get(client_id).copied().unwrap_or(0);
         vec![Publication {
             topic: format!("$aws/events/presence/disconnected/{client_id}"),
-            payload: json!({
-                "clientId": client_id,
-                "timestamp": now_ms,
-                "eventType": "disconnected",
-                "clientInitiatedDisconnect": client_initiated,
-                "sessionIdentifier": session_uuid(session_id),
-                "principalIdentifier": "emulated-certificate",
-                "disconnectReason": reason,
-                "versionNumber": version,
-            })
-            .to_string()
-            .into_bytes(),
+            payload: event_payload(&PresenceEvent {
+                client_id,
+                client_initiated_disconnect: Some(client_initiated),
+                disconnect_reason: Some(reason),
+                event_type: "disconnected",
+                ip_address: None,
+                principal_identifier: PRINCIPAL,
+                session_identifier: session_uuid(session_id),
+                timestamp: now_ms,
+                version_number: version,
+            }),
             qos: 0,
         }]
     }
@@ -318,11 +360,11 @@ impl Broker {
         self.expire(now_ms);
         let mut out = Vec::new();
         for (client_id, qos) in self.tree.matches(&publication.topic) {
-            let Some(s) = self.sessions.get_mut(&client_id) else {
+            let Some(s) = self.sessions.get_mut(client_id) else {
                 continue;
             };
             let delivery = Delivery {
-                client_id,
+                client_id: client_id.to_owned(),
                 topic: publication.topic.clone(),
                 payload: publication.payload.clone(),
                 qos: qos.min(publication.qos),
@@ -386,16 +428,14 @@ fn subscription_event(
     let topics: Vec<&str> = filters.iter().map(|(f, _)| f.as_str()).collect();
     vec![Publication {
         topic: format!("$aws/events/subscriptions/{event_type}/{client_id}"),
-        payload: json!({
-            "clientId": client_id,
-            "timestamp": now_ms,
-            "eventType": event_type,
-            "sessionIdentifier": session_uuid(session_id),
-            "principalIdentifier": "emulated-certificate",
-            "topics": topics,
-        })
-        .to_string()
-        .into_bytes(),
+        payload: event_payload(&SubscriptionEvent {
+            client_id,
+            event_type,
+            principal_identifier: PRINCIPAL,
+            session_identifier: session_uuid(session_id),
+            timestamp: now_ms,
+            topics,
+        }),
         qos: 0,
     }]
 }

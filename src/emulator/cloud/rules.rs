@@ -8,7 +8,9 @@
 
 use super::iot_core::Publication;
 use crate::topic;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// A rule with a republish action.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,11 +191,12 @@ impl Rule {
         if !topic::matches(&self.from, &publication.topic) {
             return None;
         }
-        let input: Value = serde_json::from_slice(&publication.payload).ok()?;
+        let input = Input::parse(&publication.payload)?;
         if let Some(cond) = &self.condition {
             // get() out of range or on a non-array is Undefined; startswith(Undefined) is
             // Undefined; a WHERE that is not true does nothing.
-            let element = input.get(&cond.array_field)?.as_array()?.get(cond.index)?;
+            let array = input.field(&cond.array_field)?;
+            let element = array.as_array()?.get(cond.index)?;
             if !element.as_str()?.starts_with(&cond.prefix) {
                 return None;
             }
@@ -201,11 +204,9 @@ impl Rule {
         let mut selected = Map::new();
         for field in &self.fields {
             if field == "*" {
-                if let Value::Object(all) = &input {
-                    selected.extend(all.clone());
-                }
-            } else if let Some(v) = input.get(field) {
-                selected.insert(field.clone(), v.clone());
+                selected.extend(input.all());
+            } else if let Some(v) = input.field(field) {
+                selected.insert(field.clone(), v);
             }
         }
         let topic = self.substitute(&publication.topic, &input)?;
@@ -216,7 +217,7 @@ impl Rule {
         })
     }
 
-    fn substitute(&self, topic: &str, input: &Value) -> Option<String> {
+    fn substitute(&self, topic: &str, input: &Input) -> Option<String> {
         let levels: Vec<&str> = topic.split('/').collect();
         let mut out = String::new();
         let mut rest = self.topic_template.as_str();
@@ -231,8 +232,8 @@ impl Rule {
                 let n: usize = n.trim().parse().ok()?;
                 out.push_str(levels.get(n.checked_sub(1)?)?);
             } else {
-                match input.get(expr)? {
-                    Value::String(s) => out.push_str(s),
+                match input.field(expr)? {
+                    Value::String(s) => out.push_str(&s),
                     other => out.push_str(&other.to_string()),
                 }
             }
@@ -240,6 +241,45 @@ impl Rule {
         }
         out.push_str(rest);
         Some(out)
+    }
+}
+
+/// A rule's input message. Most messages are JSON objects whose keys need no unescaping: their
+/// top-level fields are kept as raw JSON and only the fields the rule reads are parsed (a rule
+/// that sees every lifecycle event of a fleet would otherwise build each whole message). Any
+/// other payload is parsed whole.
+enum Input<'a> {
+    Fields(BTreeMap<&'a str, &'a RawValue>),
+    Whole(Value),
+}
+
+impl<'a> Input<'a> {
+    /// `None` when the payload is not JSON.
+    fn parse(payload: &'a [u8]) -> Option<Self> {
+        if let Ok(fields) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(payload) {
+            return Some(Self::Fields(fields));
+        }
+        serde_json::from_slice(payload).ok().map(Self::Whole)
+    }
+
+    /// A top-level field, as a value.
+    fn field(&self, name: &str) -> Option<Value> {
+        match self {
+            Self::Fields(fields) => serde_json::from_str(fields.get(name)?.get()).ok(),
+            Self::Whole(value) => value.get(name).cloned(),
+        }
+    }
+
+    /// Every top-level field (none when the message is not an object).
+    fn all(&self) -> Map<String, Value> {
+        match self {
+            Self::Fields(fields) => fields
+                .iter()
+                .filter_map(|(k, v)| Some(((*k).to_owned(), serde_json::from_str(v.get()).ok()?)))
+                .collect(),
+            Self::Whole(Value::Object(all)) => all.clone(),
+            Self::Whole(_) => Map::new(),
+        }
     }
 }
 
@@ -290,6 +330,29 @@ mod tests {
             qos: 0,
         };
         assert!(rule.evaluate(&other_topic).is_none());
+    }
+
+    #[test]
+    fn escaped_keys_and_non_object_payloads_read_as_before() {
+        let all = Rule::parse("r", "SELECT * FROM 'a'", "out/${kA}", 0).unwrap();
+        let p = |payload: &[u8]| Publication {
+            topic: "a".into(),
+            payload: payload.to_vec(),
+            qos: 0,
+        };
+        // An escaped key is unescaped (the whole message is parsed).
+        let out = all.evaluate(&p(br#"{"k\u0041":"v"}"#)).unwrap();
+        assert_eq!(out.payload, br#"{"kA":"v"}"#);
+        assert_eq!(out.topic, "out/v");
+        // A JSON array selects nothing; text that is not JSON does not fire.
+        let star = Rule::parse("r", "SELECT * FROM 'a'", "out", 0).unwrap();
+        assert_eq!(star.evaluate(&p(b"[1,2]")).unwrap().payload, b"{}");
+        assert!(star.evaluate(&p(b"{\"a\":1} trailing")).is_none());
+        let by_field = Rule::parse("r", "SELECT a FROM 'a'", "out/${a}", 0).unwrap();
+        assert_eq!(
+            by_field.evaluate(&p(br#"{"a":{"x":[1]}}"#)).unwrap().topic,
+            r#"out/{"x":[1]}"#
+        );
     }
 
     #[test]

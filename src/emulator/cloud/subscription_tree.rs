@@ -12,13 +12,94 @@
 
 use std::collections::BTreeMap;
 
-/// One topic level. Nodes are boxed and client lists are small sorted vectors: a fleet has
-/// millions of nodes, most with one child and one client, and a B-tree allocates room for
-/// eleven entries however few it holds.
+/// A node's exact next levels: a short sorted vector while there are few (most nodes of a
+/// fleet's tree have one or two children), a B-tree once there are many (the level of thing
+/// names under `$aws/things` has one child per thing).
+#[derive(Debug)]
+enum Children {
+    Few(Vec<(Box<str>, Node)>),
+    Many(BTreeMap<Box<str>, Node>),
+}
+
+/// Above this many children a node switches to a B-tree.
+const FEW_CHILDREN: usize = 16;
+
+impl Default for Children {
+    fn default() -> Self {
+        Self::Few(Vec::new())
+    }
+}
+
+impl Children {
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Few(v) => v.is_empty(),
+            Self::Many(m) => m.is_empty(),
+        }
+    }
+
+    fn get(&self, level: &str) -> Option<&Node> {
+        match self {
+            Self::Few(v) => v
+                .binary_search_by(|(l, _)| (**l).cmp(level))
+                .ok()
+                .map(|i| &v[i].1),
+            Self::Many(m) => m.get(level),
+        }
+    }
+
+    fn get_mut(&mut self, level: &str) -> Option<&mut Node> {
+        match self {
+            Self::Few(v) => match v.binary_search_by(|(l, _)| (**l).cmp(level)) {
+                Ok(i) => Some(&mut v[i].1),
+                Err(_) => None,
+            },
+            Self::Many(m) => m.get_mut(level),
+        }
+    }
+
+    fn entry(&mut self, level: &str) -> &mut Node {
+        if let Self::Few(v) = self {
+            if v.len() >= FEW_CHILDREN && v.binary_search_by(|(l, _)| (**l).cmp(level)).is_err() {
+                *self = Self::Many(std::mem::take(v).into_iter().collect());
+            }
+        }
+        match self {
+            Self::Few(v) => {
+                let i = match v.binary_search_by(|(l, _)| (**l).cmp(level)) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        v.insert(i, (level.into(), Node::default()));
+                        i
+                    }
+                };
+                &mut v[i].1
+            }
+            Self::Many(m) => m.entry(level.into()).or_default(),
+        }
+    }
+
+    fn remove(&mut self, level: &str) {
+        match self {
+            Self::Few(v) => {
+                if let Ok(i) = v.binary_search_by(|(l, _)| (**l).cmp(level)) {
+                    v.remove(i);
+                }
+            }
+            Self::Many(m) => {
+                m.remove(level);
+            }
+        }
+    }
+}
+
+/// One topic level. Client lists are small sorted vectors: a fleet has millions of nodes,
+/// most with one child and one client, and a B-tree allocates room for eleven entries however
+/// few it holds.
 #[derive(Debug, Default)]
 struct Node {
     /// Exact next levels.
-    children: BTreeMap<Box<str>, Box<Node>>,
+    children: Children,
     /// The `+` branch.
     plus: Option<Box<Node>>,
     /// Clients whose filter ends here with `/#` (or is `#`): they match this level and below.
@@ -54,6 +135,9 @@ impl Clients {
         match self.0.binary_search_by(|(c, _)| (**c).cmp(client)) {
             Ok(i) => {
                 self.0.remove(i);
+                if self.0.is_empty() {
+                    self.0 = Vec::new();
+                }
                 true
             }
             Err(_) => false,
@@ -108,7 +192,7 @@ impl SubscriptionTree {
             node = if level == "+" {
                 node.plus.get_or_insert_with(Box::default)
             } else {
-                node.children.entry(level.into()).or_default()
+                node.children.entry(level)
             };
         }
         if node.here.insert(client, qos) {
@@ -127,50 +211,48 @@ impl SubscriptionTree {
     }
 
     /// Every client with a filter matching `topic`, with the highest QoS among its matching
-    /// filters, in client-id order.
-    pub fn matches(&self, topic: &str) -> BTreeMap<String, u8> {
-        let mut out = BTreeMap::new();
-        let levels: Vec<&str> = topic.split('/').collect();
-        let dollar = topic.starts_with('$');
-        collect(&self.root, &levels, 0, dollar, &mut out);
+    /// filters, in client-id order, written into `out` (cleared first; a caller that keeps the
+    /// vector allocates nothing per match).
+    pub fn matches_into<'a>(&'a self, topic: &str, out: &mut Vec<(&'a str, u8)>) {
+        out.clear();
+        collect(&self.root, Some(topic), !topic.starts_with('$'), out);
+        if out.len() > 1 {
+            // Highest QoS first within a client, so dedup keeps it.
+            out.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+            out.dedup_by(|later, kept| later.0 == kept.0);
+        }
+    }
+
+    /// [`SubscriptionTree::matches_into`] into a new vector.
+    pub fn matches(&self, topic: &str) -> Vec<(&str, u8)> {
+        let mut out = Vec::new();
+        self.matches_into(topic, &mut out);
         out
     }
 }
 
-fn add_all(clients: &Clients, out: &mut BTreeMap<String, u8>) {
-    for (client, qos) in clients.iter() {
-        match out.get_mut(client) {
-            Some(best) => *best = (*best).max(qos),
-            None => {
-                out.insert(client.to_owned(), qos);
-            }
-        }
-    }
-}
-
-fn collect(
-    node: &Node,
-    levels: &[&str],
-    depth: usize,
-    dollar: bool,
-    out: &mut BTreeMap<String, u8>,
-) {
-    // Wildcards at the first level never match a `$` topic (MQTT 3.1.1 §4.7.2).
-    let wildcards = !(dollar && depth == 0);
+/// Matches `rest` (the levels still to match; `None` once every level has been consumed)
+/// below `node`. `wildcards` is false only at the first level of a `$` topic: wildcards there
+/// never match it (MQTT 3.1.1 §4.7.2).
+fn collect<'a>(node: &'a Node, rest: Option<&str>, wildcards: bool, out: &mut Vec<(&'a str, u8)>) {
     if wildcards {
         // `a/#` matches `a` itself and everything below it.
-        add_all(&node.hash, out);
+        out.extend(node.hash.iter());
     }
-    let Some((level, rest)) = levels.split_first() else {
-        add_all(&node.here, out);
+    let Some(rest) = rest else {
+        out.extend(node.here.iter());
         return;
     };
-    if let Some(child) = node.children.get(*level) {
-        collect(child, rest, depth + 1, dollar, out);
+    let (level, after) = match rest.split_once('/') {
+        Some((level, after)) => (level, Some(after)),
+        None => (rest, None),
+    };
+    if let Some(child) = node.children.get(level) {
+        collect(child, after, true, out);
     }
     if wildcards {
         if let Some(plus) = &node.plus {
-            collect(plus, rest, depth + 1, dollar, out);
+            collect(plus, after, true, out);
         }
     }
 }
@@ -190,12 +272,12 @@ fn remove_at(node: &mut Node, levels: &[&str], client: &str) -> bool {
                 }
                 removed
             } else {
-                let Some(child) = node.children.get_mut(*level) else {
+                let Some(child) = node.children.get_mut(level) else {
                     return false;
                 };
                 let removed = remove_at(child, rest, client);
                 if child.is_empty() {
-                    node.children.remove(*level);
+                    node.children.remove(level);
                 }
                 removed
             }
@@ -249,7 +331,11 @@ mod tests {
                 .filter(|(_, f)| topic::matches(f, name))
                 .map(|(i, _)| format!("c{i:02}"))
                 .collect();
-            let got: Vec<String> = tree.matches(name).into_keys().collect();
+            let got: Vec<String> = tree
+                .matches(name)
+                .into_iter()
+                .map(|(c, _)| c.to_owned())
+                .collect();
             assert_eq!(got, expected, "topic {name:?}");
         }
     }
@@ -259,11 +345,11 @@ mod tests {
         let mut tree = SubscriptionTree::default();
         tree.insert("a/+", "dev", 0);
         tree.insert("a/b", "dev", 1);
-        assert_eq!(tree.matches("a/b").get("dev"), Some(&1));
+        assert_eq!(tree.matches("a/b"), vec![("dev", 1)]);
         assert_eq!(tree.len(), 2);
         assert!(tree.remove("a/b", "dev"));
         assert!(!tree.remove("a/b", "dev"));
-        assert_eq!(tree.matches("a/b").get("dev"), Some(&0));
+        assert_eq!(tree.matches("a/b"), vec![("dev", 0)]);
         assert!(tree.remove("a/+", "dev"));
         assert!(tree.is_empty());
         assert!(tree.root.is_empty(), "branches are pruned");
