@@ -127,7 +127,7 @@ fn main() {
         }
         start_ms.sort_by(f64::total_cmp);
         lines.push(format!(
-            "process start -> all subscriptions accepted: median {:.2} ms, p90 {:.2} ms (10 starts; target <= 4 ms)",
+            "process start -> all subscriptions accepted: median {:.2} ms, p90 {:.2} ms (10 starts; target <= 2 ms)",
             percentile(&start_ms, 0.5),
             percentile(&start_ms, 0.9)
         ));
@@ -152,7 +152,7 @@ fn main() {
         }
         reconnect_us.sort_by(f64::total_cmp);
         lines.push(format!(
-            "reconnect message -> jobs/get published (jitter off): median {:.0} us, p90 {:.0} us (200 messages, through the emulator's IPC; target <= 300 us)",
+            "reconnect message -> jobs/get published (jitter off): median {:.0} us, p90 {:.0} us (200 messages, through the emulator's IPC; target <= 200 us)",
             percentile(&reconnect_us, 0.5),
             percentile(&reconnect_us, 0.9)
         ));
@@ -204,7 +204,7 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss = proc_field(pid, "status", "VmRSS:").unwrap_or(0);
         let hwm = proc_field(pid, "status", "VmHWM:").unwrap_or(0);
-        lines.push(format!("idle RSS: {:.2} MiB (peak {:.2} MiB; target <= 3 MiB)", rss as f64 / 1024.0, hwm as f64 / 1024.0));
+        lines.push(format!("idle RSS: {:.2} MiB (peak {:.2} MiB; target <= 1.5 MiB)", rss as f64 / 1024.0, hwm as f64 / 1024.0));
         let before = switches(pid);
         tokio::time::sleep(Duration::from_secs(10)).await;
         let after = switches(pid);

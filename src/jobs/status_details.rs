@@ -8,16 +8,17 @@
 //! Which characters: every character of Unicode general category C — control (Cc), format
 //! (Cf: U+200B, U+202E, U+FEFF…), private use (Co), unassigned (Cn) and surrogates (Cs, which
 //! a Rust `char` cannot hold) — is removed; tab and newline become a space first so that lines
-//! stay apart. The category comes from the `unicode-properties` crate's tables, not from a table
-//! of our own.
+//! stay apart. Which characters those are is [`unicode_other`]'s table, checked there against
+//! the `unicode-properties` crate for every code point.
 //!
 //! Which length: the service counts characters, and its implementation counts UTF-16 code
 //! units, where a supplementary-plane character (an emoji, U+1F600) is a surrogate pair and may
 //! count twice. To be safe whichever way it counts, a value here holds at most 1024 UTF-16 code
 //! units: a supplementary-plane character costs two, every other character one.
 
+mod unicode_other;
+
 use super::messages::StatusDetails;
-use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
 pub const MAX_KEY_CHARS: usize = 128;
 pub const MAX_VALUE_CHARS: usize = 1024;
@@ -92,7 +93,7 @@ pub fn value_tail(raw: &str) -> String {
 
 /// Whether the service's pattern `[^\p{C}]` allows this character.
 pub fn allowed_in_value(c: char) -> bool {
-    c.general_category_group() != GeneralCategoryGroup::Other
+    unicode_other::allowed(c)
 }
 
 fn clean(raw: &str) -> String {
