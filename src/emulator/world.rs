@@ -18,6 +18,7 @@
 use super::cloud::iot_core::{Broker, Delivery, Publication};
 use super::cloud::jobs_service::{ControlError, JobsService, Output as JobsOutput};
 use super::cloud::rules::Rule;
+use super::cloud::shadows::{ShadowError, Shadows};
 use super::nucleus::mqtt_connection::{MqttCommand, NucleusMqtt};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -76,6 +77,7 @@ pub struct World {
     rng: fastrand::Rng,
     broker: Broker,
     jobs: JobsService,
+    shadows: Shadows,
     rules: BTreeMap<String, Rule>,
     cores: BTreeMap<String, Core>,
     /// Client id → the core whose nucleus holds that connection.
@@ -98,6 +100,7 @@ impl World {
             rng: fastrand::Rng::with_seed(seed),
             broker: Broker::default(),
             jobs: JobsService::default(),
+            shadows: Shadows::default(),
             rules: BTreeMap::new(),
             cores: BTreeMap::new(),
             client_core: BTreeMap::new(),
@@ -476,6 +479,60 @@ impl World {
         Ok(value)
     }
 
+    /// UpdateThingShadow (`name` "" for the classic shadow): the response document. The
+    /// classic shadow's reported state reaches the fleet index (and dynamic groups), and
+    /// `…/shadow[/name/<name>]/update/accepted` is published.
+    pub fn update_thing_shadow(
+        &mut self,
+        thing: &str,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<serde_json::Value, ShadowError> {
+        let response = self.shadows.update(thing, name, payload, self.now)?;
+        let base = if name.is_empty() {
+            format!("$aws/things/{thing}/shadow")
+        } else {
+            format!("$aws/things/{thing}/shadow/name/{name}")
+        };
+        self.cloud_publish(
+            &format!("{base}/update/accepted"),
+            response.to_string().into_bytes(),
+            0,
+        );
+        if name.is_empty() {
+            let reported =
+                super::cloud::fleet_index::flatten_reported(&self.shadows.reported(thing, ""));
+            let outputs = self.jobs.set_shadow_reported(thing, reported, self.now);
+            self.jobs_outputs(None, outputs);
+        }
+        Ok(response)
+    }
+
+    /// GetThingShadow.
+    pub fn get_thing_shadow(
+        &self,
+        thing: &str,
+        name: &str,
+    ) -> Result<serde_json::Value, ShadowError> {
+        self.shadows.get(thing, name, self.now)
+    }
+
+    /// DeleteThingShadow (the classic one's reported state leaves the index).
+    pub fn delete_thing_shadow(
+        &mut self,
+        thing: &str,
+        name: &str,
+    ) -> Result<serde_json::Value, ShadowError> {
+        let response = self.shadows.delete(thing, name, self.now)?;
+        if name.is_empty() {
+            let outputs = self
+                .jobs
+                .set_shadow_reported(thing, Default::default(), self.now);
+            self.jobs_outputs(None, outputs);
+        }
+        Ok(response)
+    }
+
     /// The Jobs service, for operations that publish nothing.
     pub fn jobs_mut(&mut self) -> &mut JobsService {
         &mut self.jobs
@@ -517,7 +574,9 @@ impl World {
         q.window.1 > q.per_second
     }
 
-    fn jobs_outputs(&mut self, requester: Option<&str>, outputs: Vec<JobsOutput>) {
+    fn jobs_outputs(&mut self, requester: Option<&str>, mut outputs: Vec<JobsOutput>) {
+        // Effects beyond the call's own (abort cancellations, job events) go after it.
+        outputs.append(&mut self.jobs.take_queued_outputs());
         for output in outputs {
             match output {
                 JobsOutput::Reply { topic, payload } => {

@@ -5,8 +5,9 @@
 //! `attributePayload`), DescribeThing, ListThings, the thing-group membership calls, CreateJob,
 //! DescribeJob, GetJobDocument, ListJobs, UpdateJob, CancelJob, DeleteJob, CancelJobExecution,
 //! DeleteJobExecution, DescribeJobExecution, ListJobExecutionsForThing and
-//! ListJobExecutionsForJob (both by status, paged), DescribeEndpoint (DescribeJob with
-//! jobProcessDetails); errors as AWS names them. Signatures are not checked. Must not know: the Jobs rules themselves (the cloud's), sockets or hyper.
+//! ListJobExecutionsForJob (both by status, paged), DescribeEndpoint; errors as AWS names
+//! them. Signatures are not checked. Must not know: the Jobs rules themselves (the cloud's),
+//! sockets or hyper.
 
 use super::server::{error, ok, Reply, Request};
 use super::Endpoints;
@@ -88,21 +89,6 @@ fn execution_status(request: &Request<'_>) -> Result<Option<JobStatus>, Reply> {
                 )
             }),
     }
-}
-
-/// DescribeJob's `jobProcessDetails` from the executions' counts by status.
-fn process_details(counts: &[(JobStatus, usize)]) -> Value {
-    let count = |s: JobStatus| counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n);
-    json!({
-        "numberOfQueuedThings": count(JobStatus::Queued),
-        "numberOfInProgressThings": count(JobStatus::InProgress),
-        "numberOfSucceededThings": count(JobStatus::Succeeded),
-        "numberOfFailedThings": count(JobStatus::Failed),
-        "numberOfRejectedThings": count(JobStatus::Rejected),
-        "numberOfTimedOutThings": count(JobStatus::TimedOut),
-        "numberOfCanceledThings": count(JobStatus::Canceled),
-        "numberOfRemovedThings": count(JobStatus::Removed),
-    })
 }
 
 fn with_token(mut body: Value, token: Option<String>) -> Value {
@@ -233,11 +219,11 @@ pub fn handle(cloud: &SharedWorld, endpoints: &Endpoints, request: &Request<'_>)
         ("GET", ["jobs", job_id]) => match cloud.with_jobs(|j| {
             j.job(job_id).map(|job| {
                 let mut v = job_json(job);
-                v["jobProcessDetails"] = process_details(&j.execution_counts(job_id));
+                super::job_configs::describe(&mut v, job, &j.job_counts(job_id));
                 v
             })
         }) {
-            Some(job) => ok(json!({"job": job})),
+            Some(job) => ok(json!({"documentSource": Value::Null, "job": job})),
             None => error(404, "ResourceNotFoundException", format!("job {job_id} does not exist")),
         },
         ("GET", ["jobs", job_id, "job-document"]) => {
@@ -349,7 +335,7 @@ fn create_thing(cloud: &SharedWorld, thing: &str, body: &Value) -> Reply {
         }
     }
     cloud
-        .with(|w| w.jobs_mut().create_thing_with_attributes(thing, attributes))
+        .jobs_control(|j, _| j.create_thing_with_attributes(thing, attributes).map(|()| Vec::new()))
         .map(|()| ok(json!({"thingName": thing, "thingArn": thing_arn(thing), "thingId": thing_id(thing)})))
         .unwrap_or_else(from_control)
 }
@@ -501,7 +487,14 @@ pub(super) fn create_job(cloud: &SharedWorld, job_id: &str, body: &Value) -> Rep
             )
         }
     };
+    let configs = match super::job_configs::parse(body, cloud.now()) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let new = NewJob {
+        rollout: configs.rollout,
+        abort: configs.abort,
+        scheduling: configs.scheduling,
         job_id: job_id.to_owned(),
         targets: things,
         document,

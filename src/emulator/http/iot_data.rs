@@ -1,16 +1,42 @@
-//! The `iot-data` plane's Publish (`POST /topics/{topic}?qos=`), served on the control
-//! listener as boto3's `iot-data` client reaches it with the same `endpoint_url`.
+//! The `iot-data` plane's Publish (`POST /topics/{topic}?qos=`) and shadows
+//! (UpdateThingShadow `POST`, GetThingShadow `GET`, DeleteThingShadow `DELETE` on
+//! `/things/{thingName}/shadow?name=`), served on the control listener as boto3's `iot-data`
+//! client reaches it with the same `endpoint_url`.
 //!
-//! Owns: the route, its parameters and answer. Must not know: the broker's delivery rules,
+//! Owns: the routes, their parameters and answers. Must not know: the broker's delivery rules,
 //! sockets or hyper.
 
 use super::server::{error, ok, Reply, Request};
+use crate::emulator::cloud::shadows::ShadowError;
 use crate::emulator::shared_world::SharedWorld;
 use serde_json::json;
 
-/// Serves a Publish, or `None` when the path is not `/topics/...`.
+fn shadow_reply(r: Result<serde_json::Value, ShadowError>) -> Reply {
+    match r {
+        Ok(v) => ok(v),
+        Err(e) => error(e.status, e.code, e.message),
+    }
+}
+
+/// Serves a Publish or a shadow call, or `None` when the path is neither.
 pub fn handle(cloud: &SharedWorld, request: &Request<'_>) -> Option<Reply> {
     let segs = request.segs();
+    if let ["things", thing, "shadow"] = segs.as_slice() {
+        let name = request.query_value("name").unwrap_or_default();
+        let (thing, body) = (*thing, request.body);
+        return match request.method {
+            "POST" => Some(shadow_reply(
+                cloud.with(|w| w.update_thing_shadow(thing, &name, body)),
+            )),
+            "GET" => Some(shadow_reply(
+                cloud.with(|w| w.get_thing_shadow(thing, &name)),
+            )),
+            "DELETE" => Some(shadow_reply(
+                cloud.with(|w| w.delete_thing_shadow(thing, &name)),
+            )),
+            _ => None,
+        };
+    }
     let ("POST", ["topics", ..]) = (request.method, segs.as_slice()) else {
         return None;
     };

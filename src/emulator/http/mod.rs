@@ -10,9 +10,12 @@
 //! Owns: which route groups each listener serves, in which order, and the addresses they are
 //! bound to. Must not know: the Jobs rules, the broker or the nucleus.
 
+pub mod account;
 pub mod aws_iot;
 pub mod emulator_routes;
+pub mod fleet;
 pub mod iot_data;
+pub mod job_configs;
 pub mod job_templates;
 pub mod jobs_data;
 pub mod s3;
@@ -91,6 +94,8 @@ pub fn control(state: &HttpState, request: &Request<'_>) -> Reply {
         .templates
         .handle(world, request)
         .or_else(|| aws_iot::handle(world, &state.endpoints, request))
+        .or_else(|| account::handle(world, request))
+        .or_else(|| fleet::handle(world, request))
         .or_else(|| state.topic_rules.handle(world, request))
         .or_else(|| iot_data::handle(world, request))
         .or_else(|| emulator_routes::handle(&state.emulator, request))

@@ -124,8 +124,10 @@ fn page<'a, T: 'a>(
 impl JobsService {
     // ---- registry -------------------------------------------------------------------
 
+    /// CreateThing. A thing that joins dynamic groups by it gets its continuous jobs'
+    /// executions; what that sends is queued ([`JobsService::take_queued_outputs`]).
     pub fn create_thing(&mut self, thing_name: &str) -> Result<(), ControlError> {
-        self.registry.create_thing(thing_name, Attributes::new())
+        self.create_thing_with_attributes(thing_name, Attributes::new())
     }
 
     /// CreateThing with `attributePayload.attributes`.
@@ -134,7 +136,9 @@ impl JobsService {
         thing_name: &str,
         attributes: Attributes,
     ) -> Result<(), ControlError> {
-        self.registry.create_thing(thing_name, attributes)
+        self.registry.create_thing(thing_name, attributes)?;
+        self.queue_membership_changes();
+        Ok(())
     }
 
     /// DescribeThing.
@@ -162,6 +166,15 @@ impl JobsService {
         if !self.registry.add_member(group, thing)? {
             return Ok(Vec::new());
         }
+        let mut out = self.continuous_join(group, thing, now_ms);
+        out.extend(self.apply_membership_changes(now_ms));
+        Ok(out)
+    }
+
+    /// `thing` joined `group`: continuous jobs targeting it give the newcomer an execution (a
+    /// new execution number when it had one before) unless one is pending or its rollout
+    /// still has it waiting.
+    pub(super) fn continuous_join(&mut self, group: &str, thing: &str, now_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();
         for job_id in self.continuous_jobs_of(group, true) {
             let pending = self
@@ -169,14 +182,18 @@ impl JobsService {
                 .find(thing, &job_id, None)
                 .and_then(|id| self.executions.get(id))
                 .is_some_and(|e| !e.status.is_terminal());
-            if !pending {
+            let waiting = self
+                .rollouts
+                .get(&job_id)
+                .is_some_and(|r| r.is_waiting(thing));
+            if !pending && !waiting && self.rollout_open(&job_id) {
                 tracing::info!(job_id = %job_id, thing, group, "thing joined a continuous job's group");
                 let before = self.snapshot(thing);
                 self.queue_execution(&job_id, thing, 0, now_ms);
                 out.extend(self.notifications(thing, before, now_ms));
             }
         }
-        Ok(out)
+        out
     }
 
     /// Continuous jobs targeting the group mark the leaver's pending execution REMOVED.
@@ -191,6 +208,9 @@ impl JobsService {
         }
         let before = self.snapshot(thing);
         for job_id in self.continuous_jobs_of(group, false) {
+            if let Some(r) = self.rollouts.get_mut(&job_id) {
+                r.forget(thing);
+            }
             let pending = self.executions.find(thing, &job_id, None).filter(|id| {
                 self.executions
                     .get(*id)
@@ -200,7 +220,9 @@ impl JobsService {
                 self.end_execution(id, JobStatus::Removed, None, now_ms);
             }
         }
-        Ok(self.notifications(thing, before, now_ms))
+        let mut out = self.notifications(thing, before, now_ms);
+        out.extend(self.apply_membership_changes(now_ms));
+        Ok(out)
     }
 
     /// Continuous jobs targeting `group` (only IN_PROGRESS ones when `active_only`).
@@ -265,12 +287,30 @@ impl JobsService {
         }
         validate_retry(new.retry)?;
         validate_timeout(new.in_progress_timeout_minutes)?;
-        let mut things: BTreeSet<String> = new.targets.iter().cloned().collect();
-        for g in &new.target_groups {
-            things.extend(self.registry.members(g).cloned());
+        new.rollout.validate()?;
+        for c in &new.abort {
+            c.validate()?;
         }
+        if let Some(max) = self.quotas.max_concurrent_jobs {
+            let active = self
+                .jobs
+                .values()
+                .filter(|j| matches!(j.state, JobState::InProgress | JobState::Scheduled))
+                .count();
+            if active >= max {
+                return Err(control(
+                    "LimitExceededException",
+                    format!("the account allows {max} concurrent jobs"),
+                ));
+            }
+        }
+        let scheduled = new
+            .scheduling
+            .as_ref()
+            .and_then(|s| s.start_ms())
+            .is_some_and(|start| start > now_ms);
         let job_id = new.job_id.clone();
-        tracing::info!(job_id = %job_id, targets = ?new.targets, groups = ?new.target_groups, "job created");
+        tracing::info!(job_id = %job_id, targets = ?new.targets, groups = ?new.target_groups, scheduled, "job created");
         self.jobs.insert(
             job_id.clone(),
             Job {
@@ -283,21 +323,44 @@ impl JobsService {
                 retry: new.retry,
                 target_groups: new.target_groups,
                 continuous: new.continuous,
-                state: JobState::InProgress,
+                state: if scheduled {
+                    JobState::Scheduled
+                } else {
+                    JobState::InProgress
+                },
                 created_at_ms: now_ms,
                 last_updated_at_ms: now_ms,
                 force_canceled: false,
+                rollout: new.rollout,
+                abort: new.abort,
+                scheduling: new.scheduling,
+                reason_code: None,
+                comment: None,
+                completed_at_ms: None,
             },
         );
-        let mut out = Vec::new();
-        for thing in &things {
-            let before = self.snapshot(thing);
-            self.queue_execution(&job_id, thing, 0, now_ms);
-            out.extend(self.notifications(thing, before, now_ms));
+        self.counts.insert(job_id.clone(), Default::default());
+        if scheduled {
+            self.reschedule_job(&job_id);
+            return Ok(Vec::new());
         }
+        self.begin_rollout(&job_id, now_ms);
         // A snapshot job on groups with no members has nothing to do.
-        self.complete_job_if_done(&job_id, now_ms);
-        Ok(out)
+        Ok(self.release_due(&job_id, now_ms))
+    }
+
+    /// The job's targets as they are now (things, and the members of its groups) start
+    /// waiting for the rollout.
+    pub(super) fn begin_rollout(&mut self, job_id: &str, now_ms: u64) {
+        let Some(job) = self.jobs.get(job_id) else {
+            return;
+        };
+        let mut things: BTreeSet<String> = job.targets.iter().cloned().collect();
+        for g in &job.target_groups {
+            things.extend(self.registry.members(g).cloned());
+        }
+        let rollout = super::rollout::Rollout::new(&job.rollout, things, now_ms);
+        self.rollouts.insert(job_id.to_owned(), rollout);
     }
 
     /// UpdateJob: description, timeout and retry configuration.
@@ -393,6 +456,13 @@ impl JobsService {
         job.state = JobState::Canceled;
         job.force_canceled |= force;
         job.last_updated_at_ms = now_ms;
+        if let Some(r) = reason {
+            job.reason_code = Some(r.to_owned());
+        }
+        if let Some(r) = self.rollouts.get_mut(job_id) {
+            r.stop();
+        }
+        self.job_event(job_id, "cancellation_in_progress", now_ms);
         let cancelable: Vec<ExecId> = self
             .executions
             .of_job(job_id, None)
@@ -406,6 +476,8 @@ impl JobsService {
             out.extend(self.end_with_notifications(id, JobStatus::Canceled, reason, now_ms));
         }
         tracing::info!(job_id, force, "job canceled");
+        self.job_event(job_id, "canceled", now_ms);
+        self.reschedule_job(job_id);
         Ok(out)
     }
 
@@ -473,7 +545,10 @@ impl JobsService {
             ));
         }
         let before = self.snapshot(thing);
-        self.executions.remove(id);
+        self.execution_event(id, true, now_ms);
+        if let Some(e) = self.executions.remove(id) {
+            self.recount(job_id, Some(e.status), None);
+        }
         let out = self.notifications(thing, before, now_ms);
         self.complete_job_if_done(job_id, now_ms);
         Ok(out)
@@ -503,6 +578,7 @@ impl JobsService {
             .map(Execution::id)
             .collect();
         let mut out = Vec::new();
+        self.job_event(job_id, "deletion_in_progress", now_ms);
         for id in ids {
             let Some(thing) = self.executions.get(id).map(|e| e.thing_name.clone()) else {
                 continue;
@@ -511,7 +587,11 @@ impl JobsService {
             self.executions.remove(id);
             out.extend(self.notifications(&thing, before, now_ms));
         }
+        self.job_event(job_id, "deleted", now_ms);
         self.jobs.remove(job_id);
+        self.rollouts.remove(job_id);
+        self.counts.remove(job_id);
+        self.reschedule_job(job_id);
         tracing::info!(job_id, force, "job deleted");
         Ok(out)
     }

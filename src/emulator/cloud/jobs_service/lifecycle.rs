@@ -2,8 +2,9 @@
 //! job's completion.
 //!
 //! Owns: what each transition does to an execution (status, version, timestamps, statusDetails,
-//! timers) and to its job (COMPLETED once nothing is pending), and when a FAILED or TIMED_OUT
-//! execution is queued again. Must not know: who asked for the change (device, operator or
+//! timers) and to its job (COMPLETED once nothing is pending or waiting for the rollout), when
+//! a FAILED or TIMED_OUT execution is queued again, and the hooks every transition feeds (status
+//! counts, events, the abort check, the exponential rollout rate). Must not know: who asked for the change (device, operator or
 //! timer), wire formats, or notifications.
 
 use super::store::ExecId;
@@ -22,6 +23,7 @@ impl JobsService {
         retry_attempt: u32,
         now_ms: u64,
     ) -> ExecId {
+        self.recount(job_id, None, Some(JobStatus::Queued));
         self.executions.insert(job_id, thing, retry_attempt, now_ms)
     }
 
@@ -38,6 +40,13 @@ impl JobsService {
             .get(id)
             .and_then(|e| self.jobs.get(&e.job_id))
             .and_then(|j| j.in_progress_timeout_minutes);
+        if let Some((job_id, from)) = self
+            .executions
+            .get(id)
+            .map(|e| (e.job_id.clone(), e.status))
+        {
+            self.recount(&job_id, Some(from), Some(JobStatus::InProgress));
+        }
         self.executions.modify(id, |e| {
             e.status = JobStatus::InProgress;
             e.started_at_ms = Some(now_ms);
@@ -62,13 +71,18 @@ impl JobsService {
         step_minutes: Option<i64>,
         now_ms: u64,
     ) {
-        let Some(current) = self.executions.get(id).map(|e| e.status) else {
+        let Some((current, job_id)) = self
+            .executions
+            .get(id)
+            .map(|e| (e.status, e.job_id.clone()))
+        else {
             return;
         };
         if status == JobStatus::InProgress && current == JobStatus::Queued {
             self.start_execution(id, details, step_minutes, now_ms);
             return;
         }
+        self.recount(&job_id, Some(current), Some(status));
         self.executions.modify(id, |e| {
             e.status = status;
             e.version_number += 1;
@@ -97,6 +111,13 @@ impl JobsService {
         reason: Option<&str>,
         now_ms: u64,
     ) {
+        if let Some((job_id, from)) = self
+            .executions
+            .get(id)
+            .map(|e| (e.job_id.clone(), e.status))
+        {
+            self.recount(&job_id, Some(from), Some(status));
+        }
         self.executions.modify(id, |e| {
             e.status = status;
             e.version_number += 1;
@@ -110,11 +131,26 @@ impl JobsService {
         self.after_end(id, now_ms);
     }
 
-    /// A retry when the job's configuration allows one, then the job's completion.
+    /// The execution's event, the abort check, a retry when the job's configuration allows
+    /// one, the exponential rate, then the job's completion.
     fn after_end(&mut self, id: ExecId, now_ms: u64) {
-        let Some(job_id) = self.executions.get(id).map(|e| e.job_id.clone()) else {
+        let Some((job_id, status)) = self
+            .executions
+            .get(id)
+            .map(|e| (e.job_id.clone(), e.status))
+        else {
             return;
         };
+        self.execution_event(id, false, now_ms);
+        if matches!(
+            status,
+            JobStatus::Failed | JobStatus::Rejected | JobStatus::TimedOut
+        ) {
+            self.check_abort(&job_id, now_ms);
+        }
+        if status == JobStatus::Succeeded {
+            self.rollout_on_success(&job_id);
+        }
         self.maybe_retry(id, now_ms);
         self.complete_job_if_done(&job_id, now_ms);
     }
@@ -158,18 +194,24 @@ impl JobsService {
         );
     }
 
-    /// A snapshot job whose executions are all terminal is COMPLETED. A continuous job stays
-    /// IN_PROGRESS: things may still join its groups.
+    /// A snapshot job whose executions are all terminal, with no thing still waiting for
+    /// the rollout, is COMPLETED. A continuous job stays IN_PROGRESS: things may still join
+    /// its groups.
     pub(super) fn complete_job_if_done(&mut self, job_id: &str, now_ms: u64) {
-        let done = self.executions.pending_of_job(job_id) == 0;
-        if let Some(job) = self
+        let done = self.executions.pending_of_job(job_id) == 0 && self.rollout_waiting(job_id) == 0;
+        let Some(job) = self
             .jobs
             .get_mut(job_id)
             .filter(|j| j.state == JobState::InProgress && !j.continuous && done)
-        {
-            job.state = JobState::Completed;
-            job.last_updated_at_ms = now_ms;
-        }
+        else {
+            return;
+        };
+        job.state = JobState::Completed;
+        job.last_updated_at_ms = now_ms;
+        job.completed_at_ms = Some(now_ms);
+        tracing::info!(job_id, "job completed");
+        self.job_event(job_id, "completed", now_ms);
+        self.reschedule_job(job_id);
     }
 }
 

@@ -18,21 +18,37 @@
 //!
 //! Parts: [`registry`] (things, groups), [`store`] (executions and indexes), `lifecycle` (the
 //! execution state machine: start, end, retry, job completion), `notifications`, `data_plane`
-//! (typed device-side entry points), `mqtt` (the MQTT topics around them), `control_plane`
-//! and `timers`.
+//! (typed device-side entry points), `mqtt` (the MQTT topics around them), `control_plane`,
+//! [`rollout`] (the rate executions are created at, account quotas), [`scheduling`] (start,
+//! end and maintenance windows, on [`cron`] expressions), [`abort`] (failure criteria that
+//! cancel a job), `progress` (per-job status counts and job events) and `timers`.
+//!
+//! Some effects reach past the request that caused them (an abort cancels other things'
+//! executions, job events go to the broker); they are queued and taken with
+//! [`JobsService::take_queued_outputs`] after each call, as the world does.
 
+pub mod abort;
 mod control_plane;
+pub mod cron;
 mod data_plane;
+pub mod fleet;
 mod lifecycle;
 mod mqtt;
 mod notifications;
+mod progress;
 pub mod registry;
+pub mod rollout;
+pub mod scheduling;
 pub mod store;
 mod timers;
 
+pub use abort::{AbortCriterion, FailureType};
 pub use control_plane::{JobFilter, JobUpdate, TargetSelection};
 pub use data_plane::Rejection;
+pub use progress::StatusCounts;
 pub use registry::{Attributes, Thing, ThingFilter};
+pub use rollout::{AccountQuotas, ExponentialRate, RateIncreaseCriteria, RolloutConfig};
+pub use scheduling::{EndBehavior, MaintenanceWindow, SchedulingConfig};
 pub use store::{ExecId, Execution};
 
 use super::iot_core::Publication;
@@ -92,6 +108,12 @@ pub struct NewJob {
     /// `targetSelection: CONTINUOUS`: things that join a targeted group later get an
     /// execution, things that leave it have their pending one REMOVED.
     pub continuous: bool,
+    /// `jobExecutionsRolloutConfig`.
+    pub rollout: RolloutConfig,
+    /// `abortConfig.criteriaList`.
+    pub abort: Vec<AbortCriterion>,
+    /// `schedulingConfig`.
+    pub scheduling: Option<SchedulingConfig>,
 }
 
 /// `jobExecutionsRetryConfig`: how often a FAILED or TIMED_OUT execution is queued again.
@@ -106,6 +128,8 @@ pub const MAX_RETRIES: u32 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
+    /// Waiting for its `schedulingConfig.startTime`: no executions yet.
+    Scheduled,
     InProgress,
     Canceled,
     Completed,
@@ -114,6 +138,7 @@ pub enum JobState {
 impl JobState {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Scheduled => "SCHEDULED",
             Self::InProgress => "IN_PROGRESS",
             Self::Canceled => "CANCELED",
             Self::Completed => "COMPLETED",
@@ -122,9 +147,14 @@ impl JobState {
 
     /// Reads a ListJobs `status` filter.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::InProgress, Self::Canceled, Self::Completed]
-            .into_iter()
-            .find(|j| j.as_str() == s)
+        [
+            Self::Scheduled,
+            Self::InProgress,
+            Self::Canceled,
+            Self::Completed,
+        ]
+        .into_iter()
+        .find(|j| j.as_str() == s)
     }
 }
 
@@ -143,6 +173,13 @@ pub struct Job {
     pub created_at_ms: u64,
     pub last_updated_at_ms: u64,
     pub force_canceled: bool,
+    pub rollout: RolloutConfig,
+    pub abort: Vec<AbortCriterion>,
+    pub scheduling: Option<SchedulingConfig>,
+    /// Why the job was canceled (CancelJob's `reasonCode`, or the abort's).
+    pub reason_code: Option<String>,
+    pub comment: Option<String>,
+    pub completed_at_ms: Option<u64>,
 }
 
 /// Epoch milliseconds to the epoch seconds of the device-side API.
@@ -162,6 +199,21 @@ pub struct JobsService {
     executions: Store,
     /// Requests still to be refused with RequestThrottled, per thing.
     throttled: BTreeMap<String, u32>,
+    /// Per job: the things still to be notified and the rate they are released at.
+    rollouts: BTreeMap<String, rollout::Rollout>,
+    /// Job timers (rollout releases, scheduled start and end), by (deadline, jobId).
+    job_timers: std::collections::BTreeSet<(u64, String)>,
+    /// Each job's entry in `job_timers`.
+    job_timer_at: BTreeMap<String, u64>,
+    quotas: AccountQuotas,
+    /// The earliest instant the account quota lets the next execution out.
+    account_next_release_ms: u64,
+    /// Per job: executions by status, and things notified.
+    counts: BTreeMap<String, StatusCounts>,
+    events: crate::emulator::cloud::job_events::EventConfigurations,
+    event_seq: u64,
+    /// Effects to send after the current call (see the module doc).
+    queued: Vec<Output>,
 }
 
 impl JobsService {
@@ -178,7 +230,27 @@ impl JobsService {
     pub fn execution_count(&self) -> usize {
         self.executions.len()
     }
+
+    /// What the last calls queued beyond their own outputs (abort cancellations, job
+    /// events), in order. Call after every call and send them after its outputs.
+    pub fn take_queued_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.queued)
+    }
+
+    /// The account's quotas.
+    pub fn quotas(&self) -> AccountQuotas {
+        self.quotas
+    }
+
+    /// Sets the account's quotas (MaximumJobExecutionsPerMinute, concurrent jobs).
+    pub fn set_quotas(&mut self, quotas: AccountQuotas) -> Result<(), ControlError> {
+        quotas.validate()?;
+        self.quotas = quotas;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fleet;

@@ -1,10 +1,18 @@
 //! The thing registry: things with their attributes, and static thing groups with members.
 //!
 //! Owns: thing and group names and their validation, thing attributes and the thing's
-//! registry version, group membership, and ListThings filtering and paging (by name).
-//! Must not know: jobs, executions or the Jobs rules that follow membership changes.
+//! registry version, group membership (static, and dynamic groups whose members are the
+//! things matching their query), the fleet index kept in step with every change, and
+//! ListThings filtering and paging (by name). A dynamic group is re-evaluated for a thing
+//! whenever that thing's attributes, static groups or indexed shadow change (O(dynamic groups)
+//! per change), and for every thing when it is created or the indexing mode changes; its
+//! joins and leaves are queued for the Jobs rules ([`Registry::take_membership_changes`]).
+//! A dynamic group's query sees static groups only. Must not know: jobs, executions or the
+//! Jobs rules that follow membership changes.
 
 use super::{control, ControlError, Page};
+use crate::emulator::cloud::fleet_index::{FleetIndex, IndexingMode};
+use crate::emulator::cloud::index_query::Query;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
@@ -43,7 +51,15 @@ pub struct ThingFilter {
 pub struct Registry {
     things: BTreeMap<String, Thing>,
     groups: BTreeMap<String, BTreeSet<String>>,
+    /// Dynamic groups' queries (their members are in `groups` too).
+    dynamic: BTreeMap<String, (String, Query)>,
+    index: FleetIndex,
+    /// (group, thing, joined) of dynamic groups, for the Jobs rules.
+    changes: Vec<(String, String, bool)>,
 }
+
+/// A membership change of a dynamic group.
+pub type MembershipChange = (String, String, bool);
 
 impl Registry {
     /// CreateThing: idempotent for the same attributes; a thing that exists with other
@@ -65,6 +81,7 @@ impl Registry {
                 format!("thing {name} already exists with different attributes"),
             ));
         }
+        self.index.set_attributes(name, &attributes);
         self.things.insert(
             name.to_owned(),
             Thing {
@@ -73,7 +90,155 @@ impl Registry {
                 version: 1,
             },
         );
+        self.reevaluate(name);
         Ok(())
+    }
+
+    /// UpdateThing's attributePayload: `merge` adds to the attributes (an empty value removes
+    /// one), otherwise they are replaced; `expected_version` must match.
+    pub fn update_attributes(
+        &mut self,
+        name: &str,
+        attributes: Attributes,
+        merge: bool,
+        expected_version: Option<i64>,
+    ) -> Result<(), ControlError> {
+        let thing = self.things.get_mut(name).ok_or_else(|| {
+            control(
+                "ResourceNotFoundException",
+                format!("thing {name} does not exist"),
+            )
+        })?;
+        if expected_version.is_some_and(|v| v != thing.version) {
+            return Err(control(
+                "VersionConflictException",
+                format!("thing {name} is at version {}", thing.version),
+            ));
+        }
+        let mut next = if merge {
+            thing.attributes.clone()
+        } else {
+            Attributes::new()
+        };
+        for (k, v) in attributes {
+            if v.is_empty() {
+                next.remove(&k);
+            } else {
+                next.insert(k, v);
+            }
+        }
+        validate_attributes(&next)?;
+        thing.attributes = next;
+        thing.version += 1;
+        let attrs = thing.attributes.clone();
+        self.index.set_attributes(name, &attrs);
+        self.reevaluate(name);
+        Ok(())
+    }
+
+    /// The thing's reported shadow state changed (flattened leaves).
+    pub fn set_reported(&mut self, name: &str, reported: BTreeMap<String, Vec<String>>) {
+        if self.things.contains_key(name) {
+            self.index.set_reported(name, reported);
+            self.reevaluate(name);
+        }
+    }
+
+    pub fn index(&self) -> &FleetIndex {
+        &self.index
+    }
+
+    /// UpdateIndexingConfiguration's thingIndexingMode; every dynamic group is re-evaluated.
+    pub fn set_indexing_mode(&mut self, mode: IndexingMode) -> Result<(), ControlError> {
+        if mode == IndexingMode::Off && !self.dynamic.is_empty() {
+            return Err(control(
+                "InvalidRequestException",
+                "indexing cannot be turned off while dynamic thing groups exist",
+            ));
+        }
+        self.index.mode = mode;
+        let names: Vec<String> = self.things.keys().cloned().collect();
+        for n in names {
+            self.reevaluate(&n);
+        }
+        Ok(())
+    }
+
+    /// SearchIndex: things matching `query` in name order, from after `after`.
+    pub fn search(&self, query: &str) -> Result<BTreeSet<String>, ControlError> {
+        if self.index.mode == IndexingMode::Off {
+            return Err(control(
+                "IndexNotReadyException",
+                "fleet indexing is off (UpdateIndexingConfiguration)",
+            ));
+        }
+        let q = Query::parse(query).map_err(|e| control("InvalidQueryException", e.0))?;
+        Ok(self.index.search(&q))
+    }
+
+    /// CreateDynamicThingGroup: members are the things matching `query`, now and later.
+    pub fn create_dynamic_group(&mut self, group: &str, query: &str) -> Result<(), ControlError> {
+        if !valid_name(group) {
+            return Err(control(
+                "InvalidRequestException",
+                format!("invalid thing group name {group:?}"),
+            ));
+        }
+        if self.groups.contains_key(group) {
+            return Err(control(
+                "ResourceAlreadyExistsException",
+                format!("thing group {group} already exists"),
+            ));
+        }
+        if self.index.mode == IndexingMode::Off {
+            return Err(control(
+                "InvalidRequestException",
+                "dynamic thing groups need fleet indexing (UpdateIndexingConfiguration)",
+            ));
+        }
+        let q = Query::parse(query).map_err(|e| control("InvalidQueryException", e.0))?;
+        let members = self.index.search(&q);
+        for t in &members {
+            self.changes.push((group.to_owned(), t.clone(), true));
+        }
+        self.groups.insert(group.to_owned(), members);
+        self.dynamic.insert(group.to_owned(), (query.to_owned(), q));
+        Ok(())
+    }
+
+    /// A dynamic group's query string (`None` for a static or unknown group).
+    pub fn dynamic_query(&self, group: &str) -> Option<&str> {
+        self.dynamic.get(group).map(|(q, _)| q.as_str())
+    }
+
+    /// Static groups of `thing`, in name order.
+    pub fn groups_of(&self, thing: &str) -> Vec<String> {
+        self.index
+            .get(thing)
+            .map(|t| t.groups.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The dynamic groups' joins and leaves since the last call, in order.
+    pub fn take_membership_changes(&mut self) -> Vec<MembershipChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn reevaluate(&mut self, thing: &str) {
+        for (group, (_, q)) in &self.dynamic {
+            let now = self.index.matches(thing, q);
+            let Some(members) = self.groups.get_mut(group) else {
+                continue;
+            };
+            let was = members.contains(thing);
+            if now && !was {
+                members.insert(thing.to_owned());
+                self.changes.push((group.clone(), thing.to_owned(), true));
+            } else if was && !now {
+                members.remove(thing);
+                self.changes.push((group.clone(), thing.to_owned(), false));
+            }
+        }
     }
 
     pub fn contains_thing(&self, name: &str) -> bool {
@@ -138,6 +303,12 @@ impl Registry {
                 format!("invalid thing group name {group:?}"),
             ));
         }
+        if self.dynamic.contains_key(group) {
+            return Err(control(
+                "ResourceAlreadyExistsException",
+                format!("{group} is a dynamic thing group"),
+            ));
+        }
         self.groups.entry(group.to_owned()).or_default();
         Ok(())
     }
@@ -159,15 +330,31 @@ impl Registry {
                 format!("thing {thing} does not exist"),
             ));
         }
-        Ok(self.group_mut(group)?.insert(thing.to_owned()))
+        let added = self.group_mut(group)?.insert(thing.to_owned());
+        if added {
+            self.index.add_group(thing, group);
+            self.reevaluate(thing);
+        }
+        Ok(added)
     }
 
     /// Removes `thing` from `group`; false when it was not a member.
     pub fn remove_member(&mut self, group: &str, thing: &str) -> Result<bool, ControlError> {
-        Ok(self.group_mut(group)?.remove(thing))
+        let removed = self.group_mut(group)?.remove(thing);
+        if removed {
+            self.index.remove_group(thing, group);
+            self.reevaluate(thing);
+        }
+        Ok(removed)
     }
 
     fn group_mut(&mut self, group: &str) -> Result<&mut BTreeSet<String>, ControlError> {
+        if self.dynamic.contains_key(group) {
+            return Err(control(
+                "InvalidRequestException",
+                format!("{group} is a dynamic thing group: its members follow its query"),
+            ));
+        }
         self.groups.get_mut(group).ok_or_else(|| {
             control(
                 "ResourceNotFoundException",
