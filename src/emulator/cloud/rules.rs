@@ -1,7 +1,7 @@
 //! The emulated AWS IoT rules engine, for the SQL subset the reconnect rule uses.
 //!
 //! Owns: parsing `SELECT <fields> FROM '<topic filter>' [WHERE startswith(get(<field>, <n>),
-//! '<prefix>')]`, evaluating it against a publication with AWS's semantics (`get` 0-based, an
+//! '<prefix>') | WHERE startswith(<field>, '<prefix>')]`, evaluating it against a publication with AWS's semantics (`get` 0-based, an
 //! out-of-range `get` is Undefined and makes the WHERE false), and the republish action's topic
 //! template (`${topic(n)}` 1-based, `${field}`), published at QoS 0 by default.
 //! Must not know: the broker or jobs. Written by hand: no crate implements IoT SQL.
@@ -25,8 +25,9 @@ pub struct Rule {
 
 #[derive(Debug, Clone, PartialEq)]
 struct StartsWith {
-    array_field: String,
-    index: usize,
+    field: String,
+    /// `get(field, n)`: the n-th element of an array field; `None`: the field itself.
+    index: Option<usize>,
     prefix: String,
 }
 
@@ -137,20 +138,28 @@ impl Rule {
             .to_owned();
         topic::validate_filter(&from).map_err(|e| err(&e.to_string()))?;
         let condition = if c.keyword("WHERE") {
-            let ok = c.keyword("startswith") && c.punct('(') && c.keyword("get") && c.punct('(');
-            if !ok {
+            if !(c.keyword("startswith") && c.punct('(')) {
                 return Err(err(
-                    "only WHERE startswith(get(field, n), 'prefix') is supported",
+                    "only WHERE startswith(get(field, n), 'prefix') or startswith(field, 'prefix') is supported",
                 ));
             }
-            let array_field = c.ident().ok_or_else(|| err("expected a field"))?.to_owned();
-            if !c.punct(',') {
-                return Err(err("expected ,"));
-            }
-            let index = c.number().ok_or_else(|| err("expected an index"))?;
-            if !(c.punct(')') && c.punct(',')) {
-                return Err(err("expected ),"));
-            }
+            let (field, index) = if c.keyword("get") && c.punct('(') {
+                let field = c.ident().ok_or_else(|| err("expected a field"))?.to_owned();
+                if !c.punct(',') {
+                    return Err(err("expected ,"));
+                }
+                let index = c.number().ok_or_else(|| err("expected an index"))?;
+                if !(c.punct(')') && c.punct(',')) {
+                    return Err(err("expected ),"));
+                }
+                (field, Some(index))
+            } else {
+                let field = c.ident().ok_or_else(|| err("expected a field"))?.to_owned();
+                if !c.punct(',') {
+                    return Err(err("expected ,"));
+                }
+                (field, None)
+            };
             let prefix = c
                 .string()
                 .ok_or_else(|| err("expected a quoted prefix"))?
@@ -159,7 +168,7 @@ impl Rule {
                 return Err(err("expected )"));
             }
             Some(StartsWith {
-                array_field,
+                field,
                 index,
                 prefix,
             })
@@ -195,8 +204,11 @@ impl Rule {
         if let Some(cond) = &self.condition {
             // get() out of range or on a non-array is Undefined; startswith(Undefined) is
             // Undefined; a WHERE that is not true does nothing.
-            let array = input.field(&cond.array_field)?;
-            let element = array.as_array()?.get(cond.index)?;
+            let field = input.field(&cond.field)?;
+            let element = match cond.index {
+                Some(i) => field.as_array()?.get(i)?.clone(),
+                None => field,
+            };
             if !element.as_str()?.starts_with(&cond.prefix) {
                 return None;
             }
@@ -307,6 +319,41 @@ mod tests {
         assert_eq!(out.topic, "reconnect/dev-1");
         assert_eq!(out.payload, br#"{"clientId":"dev-1"}"#);
         assert_eq!(out.qos, 0);
+    }
+
+    #[test]
+    fn where_startswith_on_a_plain_field() {
+        let rule = Rule::parse(
+            "callback",
+            "SELECT * FROM '$aws/events/jobExecution/+/+' WHERE startswith(jobId, 'callback-')",
+            "out/${topic(4)}",
+            0,
+        )
+        .unwrap();
+        let execution_event = |job: &str, body: Value| Publication {
+            topic: format!("$aws/events/jobExecution/{job}/succeeded"),
+            payload: body.to_string().into_bytes(),
+            qos: 0,
+        };
+        let out = rule
+            .evaluate(&execution_event(
+                "callback-1",
+                json!({"jobId": "callback-1", "status": "SUCCEEDED"}),
+            ))
+            .unwrap();
+        assert_eq!(out.topic, "out/callback-1");
+        assert!(rule
+            .evaluate(&execution_event("other", json!({"jobId": "other"})))
+            .is_none());
+        assert!(
+            rule.evaluate(&execution_event("x", json!({}))).is_none(),
+            "a missing field is Undefined"
+        );
+        assert!(
+            rule.evaluate(&execution_event("x", json!({"jobId": 7})))
+                .is_none(),
+            "startswith of a number is not true"
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! `attributePayload`), DescribeThing, ListThings, the thing-group membership calls, CreateJob,
 //! DescribeJob, GetJobDocument, ListJobs, UpdateJob, CancelJob, DeleteJob, CancelJobExecution,
 //! DeleteJobExecution, DescribeJobExecution, ListJobExecutionsForThing and
-//! ListJobExecutionsForJob, DescribeEndpoint; errors as AWS names them. Signatures are not
-//! checked. Must not know: the Jobs rules themselves (the cloud's), sockets or hyper.
+//! ListJobExecutionsForJob (both by status, paged), DescribeEndpoint; errors as AWS names
+//! them. Signatures are not checked. Must not know: the Jobs rules themselves (the cloud's),
+//! sockets or hyper.
 
 use super::server::{error, ok, Reply, Request};
 use super::Endpoints;
@@ -15,6 +16,7 @@ use crate::emulator::cloud::jobs_service::{
     PresignedUrlConfig, RetryConfig, TargetSelection, Thing, ThingFilter,
 };
 use crate::emulator::shared_world::SharedWorld;
+use crate::jobs::messages::JobStatus;
 use serde_json::{json, Value};
 
 pub(super) const ACCOUNT: &str = "123456789012";
@@ -71,6 +73,22 @@ fn max_results(request: &Request<'_>) -> Result<Option<usize>, Reply> {
             })
         })
         .transpose()
+}
+
+/// The `status` query parameter of the execution listings.
+fn execution_status(request: &Request<'_>) -> Result<Option<JobStatus>, Reply> {
+    match request.query_value("status") {
+        None => Ok(None),
+        Some(s) => serde_json::from_value::<JobStatus>(json!(s))
+            .map(Some)
+            .map_err(|_| {
+                error(
+                    400,
+                    "InvalidRequestException",
+                    format!("unknown job execution status {s}"),
+                )
+            }),
+    }
 }
 
 fn with_token(mut body: Value, token: Option<String>) -> Value {
@@ -248,24 +266,44 @@ pub fn handle(cloud: &SharedWorld, endpoints: &Endpoints, request: &Request<'_>)
                 .unwrap_or_else(from_control)
         }
         ("GET", ["jobs", job_id, "things"]) => {
-            let list: Vec<Value> = cloud.with_jobs(|j| {
-                j.executions_for_job(job_id)
-                    .into_iter()
-                    .map(|e| json!({"thingArn": thing_arn(&e.thing_name), "jobExecutionSummary": summary_json(e)}))
-                    .collect()
-            });
-            ok(json!({"executionSummaries": list}))
+            let (status, max) = match (execution_status(request), max_results(request)) {
+                (Ok(s), Ok(m)) => (s, m),
+                (Err(r), _) | (_, Err(r)) => return Some(r),
+            };
+            let token = request.query_value("nextToken");
+            cloud
+                .with_jobs(|j| {
+                    j.list_job_executions_for_job(job_id, status, max, token.as_deref()).map(|page| {
+                        let list: Vec<Value> = page
+                            .items
+                            .into_iter()
+                            .map(|e| json!({"thingArn": thing_arn(&e.thing_name), "jobExecutionSummary": summary_json(e)}))
+                            .collect();
+                        with_token(json!({"executionSummaries": list}), page.next_token)
+                    })
+                })
+                .map(ok)
+                .unwrap_or_else(from_control)
         }
         ("GET", ["things", thing, "jobs"]) => {
-            let status = request.query_value("status");
-            let list: Vec<Value> = cloud.with_jobs(|j| {
-                j.executions_for_thing(thing)
-                    .iter()
-                    .filter(|e| status.as_deref().is_none_or(|s| e.status.as_str() == s))
-                    .map(|e| json!({"jobId": e.job_id, "jobExecutionSummary": summary_json(e)}))
-                    .collect()
-            });
-            ok(json!({"executionSummaries": list}))
+            let (status, max) = match (execution_status(request), max_results(request)) {
+                (Ok(s), Ok(m)) => (s, m),
+                (Err(r), _) | (_, Err(r)) => return Some(r),
+            };
+            let token = request.query_value("nextToken");
+            cloud
+                .with_jobs(|j| {
+                    j.list_job_executions_for_thing(thing, status, None, max, token.as_deref()).map(|page| {
+                        let list: Vec<Value> = page
+                            .items
+                            .into_iter()
+                            .map(|e| json!({"jobId": e.job_id, "jobExecutionSummary": summary_json(e)}))
+                            .collect();
+                        with_token(json!({"executionSummaries": list}), page.next_token)
+                    })
+                })
+                .map(ok)
+                .unwrap_or_else(from_control)
         }
         ("GET", ["things", thing, "jobs", job_id]) => {
             let number = request.query_value("executionNumber").and_then(|n| n.parse().ok());
@@ -646,6 +684,64 @@ mod tests {
         assert_eq!(
             handle(&c, "GET", "/jobs/cj", "", b"")["job"]["targetSelection"],
             "CONTINUOUS"
+        );
+    }
+
+    #[test]
+    fn executions_are_counted_and_listed_by_status_in_pages() {
+        let c = cloud();
+        assert_eq!(handle(&c, "POST", "/things/t2", "", b"{}").status, 200);
+        let body = json!({"targets": [thing_arn("core"), thing_arn("t2")], "document": "{}"});
+        assert_eq!(
+            handle(&c, "PUT", "/jobs/j", "", body.to_string().as_bytes()).status,
+            200
+        );
+        assert_eq!(
+            handle(&c, "PUT", "/things/t2/jobs/j/cancel", "", b"").status,
+            200
+        );
+        let job = handle(&c, "GET", "/jobs/j", "", b"");
+        let details = &job["job"]["jobProcessDetails"];
+        assert_eq!(
+            (
+                details["numberOfQueuedThings"].as_u64(),
+                details["numberOfCanceledThings"].as_u64(),
+                details["numberOfSucceededThings"].as_u64()
+            ),
+            (Some(1), Some(1), Some(0))
+        );
+        let thing_of = |r: &Reply| -> Vec<String> {
+            r["executionSummaries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["thingArn"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let canceled = handle(&c, "GET", "/jobs/j/things", "status=CANCELED", b"");
+        assert_eq!(thing_of(&canceled), [thing_arn("t2")]);
+        let first = handle(&c, "GET", "/jobs/j/things", "maxResults=1", b"");
+        assert_eq!(thing_of(&first), [thing_arn("core")]);
+        let token = first["nextToken"].as_str().unwrap_or_default().to_owned();
+        let second = handle(
+            &c,
+            "GET",
+            "/jobs/j/things",
+            &format!("maxResults=1&nextToken={token}"),
+            b"",
+        );
+        assert_eq!(
+            (thing_of(&second), second["nextToken"].as_str()),
+            (vec![thing_arn("t2")], None)
+        );
+        let queued = handle(&c, "GET", "/things/t2/jobs", "status=QUEUED", b"");
+        assert_eq!(
+            queued["executionSummaries"].as_array().map(Vec::len),
+            Some(0)
+        );
+        assert_eq!(
+            handle(&c, "GET", "/jobs/j/things", "status=DONE", b"").error_type,
+            Some("InvalidRequestException")
         );
     }
 
