@@ -101,12 +101,18 @@ impl Setup {
     }
 
     async fn wait_status(&self, job_id: &str, want: JobStatus) {
-        within(&format!("{job_id} reaching {want}"), async {
+        let reached = tokio::time::timeout(Duration::from_secs(10), async {
             while self.status(job_id) != Some(want) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
-        .await
+        .await;
+        if reached.is_err() {
+            panic!(
+                "timed out: {job_id} reaching {want}; the component's log:\n{}",
+                self.log()
+            );
+        }
     }
 
     /// Counts the pending-jobs queries the core publishes from now on.

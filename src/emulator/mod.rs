@@ -17,6 +17,7 @@ use clock::{ClockMode, EmulatorClock};
 use cloud::jobs_service::ControlError;
 use cloud::rules::Rule;
 use nucleus::bus::TopicBus;
+use nucleus::connection_status::ConnectionStatus;
 use nucleus::ipc_server::IpcServer;
 use nucleus::ipc_services::Services;
 use nucleus::profile::NucleusProfile;
@@ -260,7 +261,7 @@ fn new_core(
     runtime: Runtime,
 ) -> (Arc<Core>, Result<(), ControlError>) {
     let iot = Arc::new(TopicBus::default());
-    let (status, status_rx) = tokio::sync::watch::channel(false);
+    let (status, status_rx) = tokio::sync::watch::channel(ConnectionStatus::default());
     let result = world.add_core(
         thing,
         CoreEndpoints {

@@ -12,6 +12,7 @@
 use super::clock::{ClockMode, EmulatorClock};
 use super::cloud::jobs_service::{ControlError, JobsService, NewJob, Output as JobsOutput};
 use super::nucleus::bus::TopicBus;
+use super::nucleus::connection_status::ConnectionStatus;
 use super::nucleus::profile::publish_packet_size;
 use super::world::{Millis, Output, World};
 use crate::ipc::model::MqttMessage;
@@ -26,7 +27,7 @@ pub struct CoreEndpoints {
     /// What IoT Core delivers to the core's nucleus; the IPC side fans it out to components.
     pub inbox: Arc<TopicBus<MqttMessage>>,
     /// Whether the core's IoT Core connection is up.
-    pub status: watch::Sender<bool>,
+    pub status: watch::Sender<ConnectionStatus>,
     /// The largest MQTT packet the core's client accepts; IoT Core drops larger messages to it
     /// without a word (nucleus lite announces 5,000 bytes).
     pub max_inbound_packet: Option<usize>,
@@ -106,7 +107,7 @@ impl SharedWorld {
                 }
                 Output::ConnectionStatus { core, connected } => {
                     if let Some(c) = inner.cores.get(&core) {
-                        c.status.send_replace(connected);
+                        c.status.send_if_modified(|s| s.set(connected));
                     }
                 }
                 Output::Observed { topic, payload, .. } => {

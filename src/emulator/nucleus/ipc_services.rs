@@ -9,6 +9,7 @@
 use super::access_control::{MQTT_PROXY, PUBSUB};
 use super::bus::{BusSubscription, TopicBus};
 use super::components::{ConfigError, Nucleus};
+use super::connection_status::ConnectionStatus;
 use crate::emulator::shared_world::SharedWorld;
 use crate::ipc::error::{code, ErrorPayload};
 use crate::ipc::model::*;
@@ -63,7 +64,7 @@ pub struct Services {
     /// The core device (thing name) this nucleus runs on.
     pub core: String,
     /// Whether the core's IoT Core connection is up.
-    pub connection_status: tokio::sync::watch::Receiver<bool>,
+    pub connection_status: tokio::sync::watch::Receiver<ConnectionStatus>,
     /// Whether SubscribeToIoTCoreConnectionStatus is served (a nucleus without it refuses it).
     pub serves_connection_status: bool,
     /// Bumped when the nucleus lets every component's IoT Core subscription go silently:
@@ -250,25 +251,28 @@ impl Services {
             SubscribeToIoTCoreConnectionStatus::EVENT_TYPE,
         );
         let mut status = self.connection_status.clone();
-        let current = *status.borrow_and_update();
+        let first = *status.borrow_and_update();
+        let current = first.connected;
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(service_error(
                 "connection status needs the server's runtime",
             ));
         };
         let task = runtime.spawn(async move {
-            let mut last = current;
+            let mut last = first;
             if !send(&IoTCoreConnectionStatusEvent::new(current)) {
                 return;
             }
             while status.changed().await.is_ok() {
                 let now = *status.borrow_and_update();
-                if now != last {
-                    last = now;
-                    if !send(&IoTCoreConnectionStatusEvent::new(now)) {
+                // Changes that came faster than this task woke are sent all the same, as
+                // the nucleus sends one event per change.
+                for connected in now.events_since(last) {
+                    if !send(&IoTCoreConnectionStatusEvent::new(connected)) {
                         return;
                     }
                 }
+                last = now;
             }
         });
         stream(

@@ -292,7 +292,7 @@ mod tests {
                 world, clock, "dev",
             )),
             core: "dev".into(),
-            connection_status: tokio::sync::watch::channel(false).1,
+            connection_status: tokio::sync::watch::channel(Default::default()).1,
             serves_connection_status: true,
             iot_generation: Arc::default(),
         }

@@ -9,6 +9,7 @@
 pub mod access_control;
 pub mod bus;
 pub mod components;
+pub mod connection_status;
 pub mod ipc_server;
 pub mod ipc_services;
 pub mod ipc_session;
