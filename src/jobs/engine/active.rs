@@ -41,6 +41,15 @@ impl Engine {
         Some(self.active.remove(pos))
     }
 
+    /// Whether execution `execution_number` of `job_id` is the active one: an answer about an
+    /// earlier execution of the same job (a retry, or a continuous job's new member) must not
+    /// settle the one running now.
+    pub(super) fn is_active_execution(&self, job_id: &str, execution_number: i64) -> bool {
+        self.active
+            .iter()
+            .any(|a| a.job_id == job_id && a.execution_number == execution_number)
+    }
+
     pub(super) fn is_active(&self, job_id: &str) -> bool {
         self.active.iter().any(|a| a.job_id == job_id)
     }
@@ -159,8 +168,15 @@ impl Engine {
                 reason: reason.to_owned(),
             });
         }
-        self.in_flight
-            .retain(|_, f| !matches!(&f.request, Request::Finish { job_id: j, .. } if j == job_id));
+        // Nothing more is sent about this execution, whether under way or waiting to be retried.
+        let about_it = |r: &Request| match r {
+            Request::Finish { job_id: j, .. }
+            | Request::Progress { job_id: j, .. }
+            | Request::CheckActive { job_id: j } => j == job_id,
+            _ => false,
+        };
+        self.in_flight.retain(|_, f| !about_it(&f.request));
+        self.retries.retain(|r| !about_it(&r.request));
         self.schedule_query(now, false);
     }
 

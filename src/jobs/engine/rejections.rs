@@ -150,7 +150,7 @@ impl Engine {
                 execution_number,
                 outcome,
                 details_rejected,
-            } => {
+            } if self.is_active_execution(&job_id, execution_number) => {
                 let state = rejected.execution_state.clone();
                 match (&code, state) {
                     (ErrorCode::VersionMismatch, Some(s)) if s.status == outcome.status => {
@@ -234,6 +234,13 @@ impl Engine {
                         self.retry_later(now, request, flight.attempt);
                     }
                 }
+            }
+            Request::Finish {
+                job_id,
+                execution_number,
+                ..
+            } => {
+                tracing::info!(job_id = %job_id, execution_number, ?code, "refused result of an execution no longer active dropped");
             }
         }
     }

@@ -148,8 +148,15 @@ impl Engine {
                 self.started(&job_id, execution_number, version, *document, out);
             }
             Request::Finish {
-                job_id, outcome, ..
+                job_id,
+                execution_number,
+                outcome,
+                ..
             } => {
+                if !self.is_active_execution(&job_id, execution_number) {
+                    tracing::info!(job_id = %job_id, execution_number, "result of an execution no longer active acknowledged");
+                    return;
+                }
                 tracing::info!(job_id = %job_id, status = %outcome.status, "job result reported");
                 if let Some(a) = self.take_active(&job_id) {
                     out.push(Action::Forget {
