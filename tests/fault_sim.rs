@@ -624,10 +624,12 @@ fn a_result_never_lands_on_a_new_execution_that_reuses_the_number() {
 /// 806: a slow link (three describe answers late or lost, then a small one answered) was
 /// taken for an answer too large to arrive, and the job set aside for an hour. 171163: the
 /// result of a removed execution, refused and retried after the job's next execution had
-/// started, settled that new execution, whose result was then never reported.
+/// started, settled that new execution, whose result was then never reported. 190179 and
+/// 625585: after a crash during a run, an old QUEUED view of the job made the new process
+/// start it again and drop what the journal said, so the re-read left the job IN_PROGRESS.
 #[test]
 fn seeds_once_failing_stay_clean() {
-    for seed in [806, 171_163] {
+    for seed in [806, 171_163, 190_179, 625_585] {
         let outcome = scenario::run(seed, false);
         assert!(outcome.violations.is_empty(), "{}", report(&outcome));
     }

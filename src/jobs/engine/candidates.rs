@@ -217,11 +217,18 @@ impl Engine {
                         });
                     }
                 }
-                let earlier = self
-                    .recovered
-                    .remove(&(e.job_id.clone(), e.execution_number));
-                if let Some(Recovered::NotStarted { marker }) = earlier {
-                    self.earlier_starts.insert(e.job_id.clone(), marker);
+                let key = (e.job_id.clone(), e.execution_number);
+                match self.recovered.remove(&key) {
+                    Some(Recovered::NotStarted { marker }) => {
+                        self.earlier_starts.insert(e.job_id.clone(), marker);
+                    }
+                    // The journal says the work ran: a QUEUED status is an old view (e.g. a
+                    // notification kept while offline). The start meets a VersionMismatch, and
+                    // the re-read must still find what the journal says.
+                    Some(ran) => {
+                        self.recovered.insert(key, ran);
+                    }
+                    None => {}
                 }
                 self.active.push(Active {
                     job_id: e.job_id.clone(),
