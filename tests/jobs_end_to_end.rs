@@ -5,26 +5,18 @@
 
 mod common;
 
+use common::device::Device;
 use common::*;
 use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
-use greengrass_jobs_handler::emulator::{Emulator, EmulatorOptions};
+use greengrass_jobs_handler::emulator::EmulatorOptions;
 use greengrass_jobs_handler::jobs::messages::JobStatus;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const THING: &str = "core-1";
 
-struct Setup {
-    emulator: Emulator,
-    /// The component's working directory (journal, handler directory).
-    work: tempfile::TempDir,
-    _server: greengrass_jobs_handler::emulator::nucleus::ipc_server::IpcServer,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
+type Setup = Device;
 
 fn setup(rule: bool, config: Value) -> Setup {
     setup_with(rule, true, config)
@@ -32,96 +24,15 @@ fn setup(rule: bool, config: Value) -> Setup {
 
 /// `connection_status`: whether the nucleus serves SubscribeToIoTCoreConnectionStatus.
 fn setup_with(rule: bool, connection_status: bool, config: Value) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("ipc.socket");
-    let emulator = Emulator::with_options(EmulatorOptions {
-        thing: THING.into(),
-        reconnect_rule: rule,
-        connection_status,
-        ..EmulatorOptions::default()
-    });
-    emulator.nucleus().register(COMPONENT, TOKEN, config);
-    let server = emulator.serve_ipc(&socket).unwrap();
-    Setup {
-        emulator,
-        work: tempfile::tempdir().unwrap(),
-        _server: server,
-        socket,
-        _dir: dir,
-    }
-}
-
-impl Setup {
-    fn work_dir(&self) -> &std::path::Path {
-        self.work.path()
-    }
-}
-
-fn spawn_handler(s: &Setup) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
-        .current_dir(s.work_dir())
-        .env(
-            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
-            &s.socket,
-        )
-        .env("SVCUID", TOKEN)
-        .env("AWS_IOT_THING_NAME", THING)
-        .env("GGJH_LOG", "debug")
-        .env("GGJH_BOOT_ID_FILE", s.work_dir().join("boot_id"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the component")
-}
-
-async fn running(s: &Setup) {
-    within(
-        "component RUNNING",
-        s.emulator.nucleus().wait_for_state(COMPONENT, "RUNNING"),
+    Device::new(
+        THING,
+        EmulatorOptions {
+            reconnect_rule: rule,
+            connection_status,
+            ..EmulatorOptions::default()
+        },
+        config,
     )
-    .await;
-}
-
-fn create(s: &Setup, job_id: &str, document: Value) {
-    s.emulator
-        .world()
-        .create_job(NewJob {
-            job_id: job_id.into(),
-            targets: vec![THING.into()],
-            document,
-            ..NewJob::default()
-        })
-        .unwrap();
-}
-
-/// Status, version and statusDetails of a job's latest execution on the thing.
-type ExecutionView = (JobStatus, i64, Vec<(String, String)>);
-
-fn status(s: &Setup, job_id: &str) -> Option<ExecutionView> {
-    s.emulator.world().with_jobs(|j| {
-        j.execution(job_id, THING, None).map(|e| {
-            (
-                e.status,
-                e.version_number,
-                e.status_details.clone().into_iter().collect(),
-            )
-        })
-    })
-}
-
-async fn wait_status(s: &Setup, job_id: &str, want: JobStatus) -> Vec<(String, String)> {
-    within(&format!("{job_id} reaching {want}"), async {
-        loop {
-            if let Some((st, _, details)) = status(s, job_id) {
-                if st == want {
-                    return details;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
 }
 
 fn quick() -> Value {
@@ -131,68 +42,82 @@ fn quick() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_job_runs_and_reports_its_result() {
     let s = setup(true, quick());
-    create(&s, "add-1", json!({"operation": "add", "a": 20, "b": 22}));
-    let _handler = spawn_handler(&s);
-    running(&s).await;
-    let details = wait_status(&s, "add-1", JobStatus::Succeeded).await;
+    s.create("add-1", json!({"operation": "add", "a": 20, "b": 22}));
+    let _handler = s.spawn();
+    s.running().await;
+    let details = s.wait_status("add-1", JobStatus::Succeeded).await;
     assert_eq!(details, vec![("result".to_owned(), "42".to_owned())]);
     // A job created while the handler runs arrives by notify-next.
-    create(
-        &s,
+    s.create(
         "echo-1",
         json!({"operation": "echo", "greeting": "hello"}),
     );
-    let details = wait_status(&s, "echo-1", JobStatus::Succeeded).await;
+    let details = s.wait_status("echo-1", JobStatus::Succeeded).await;
     assert_eq!(details, vec![("greeting".to_owned(), "hello".to_owned())]);
     // Bad documents of ours are rejected with a reason.
-    create(&s, "bad-1", json!({"operation": "add", "a": "x"}));
-    let details = wait_status(&s, "bad-1", JobStatus::Rejected).await;
+    s.create("bad-1", json!({"operation": "add", "a": "x"}));
+    let details = s.wait_status("bad-1", JobStatus::Rejected).await;
     assert!(details[0].1.contains("\"a\""), "{details:?}");
 }
 
 /// Queues a job while the nucleus is offline, then brings it back with a clean session.
-async fn queue_during_clean_disconnect(s: &Setup) {
-    running(s).await;
-    // Let the start-up query finish so the only way to learn of the job is what follows.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// Returns how many queries the core had made before it went offline.
+async fn queue_during_clean_disconnect(s: &Setup) -> usize {
+    // The start-up query is done: the only way to learn of the job is what follows.
+    s.started_up().await;
+    let queries = s.queries();
     s.emulator.world().disconnect_nucleus();
-    create(s, "while-away", json!({"operation": "add", "a": 1, "b": 2}));
+    s.create("while-away", json!({"operation": "add", "a": 1, "b": 2}));
     s.emulator.world().reconnect_nucleus(true);
+    queries
+}
+
+/// After a clean-session reconnect that nothing announced: once the component has settled, the
+/// job queued meanwhile is still QUEUED and the core has not queried since before it went away.
+async fn assert_stranded(s: &Setup, queries_before: usize) {
+    s.settled().await;
+    assert_eq!(
+        s.status("while-away").map(|x| x.0),
+        Some(JobStatus::Queued)
+    );
+    assert_eq!(s.queries(), queries_before, "{:?}", s.carried());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_queued_during_a_clean_session_disconnect_is_recovered() {
     let s = setup(true, quick());
-    let _handler = spawn_handler(&s);
+    let _handler = s.spawn();
     queue_during_clean_disconnect(&s).await;
-    let details = wait_status(&s, "while-away", JobStatus::Succeeded).await;
+    let details = s.wait_status("while-away", JobStatus::Succeeded).await;
     assert_eq!(details, vec![("result".to_owned(), "3".to_owned())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_reconnect_rule_or_connection_status_the_same_job_is_stranded() {
     let s = setup_with(false, false, quick());
-    let _handler = spawn_handler(&s);
-    queue_during_clean_disconnect(&s).await;
+    let _handler = s.spawn();
+    let queries = queue_during_clean_disconnect(&s).await;
     // The notify-next was lost with the clean session, and nothing tells the handler to look:
     // no reconnect message, and a nucleus without SubscribeToIoTCoreConnectionStatus.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        status(&s, "while-away").map(|x| x.0),
-        Some(JobStatus::Queued)
+    assert_stranded(&s, queries).await;
+    // The message the rule would have sent is all it takes.
+    s.emulator.world().operator_publish(
+        &format!("reconnect/{THING}"),
+        br#"{"clientId":"core-1","eventType":"subscribed"}"#,
+        1,
     );
+    s.wait_status("while-away", JobStatus::Succeeded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_session_delivers_the_queued_notification_even_without_the_rule() {
     let s = setup(false, quick());
-    let _handler = spawn_handler(&s);
-    running(&s).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _handler = s.spawn();
+    s.started_up().await;
     s.emulator.world().disconnect_nucleus();
-    create(&s, "kept", json!({"operation": "echo"}));
+    s.create("kept", json!({"operation": "echo"}));
     s.emulator.world().reconnect_nucleus(false);
-    wait_status(&s, "kept", JobStatus::Succeeded).await;
+    s.wait_status("kept", JobStatus::Succeeded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,14 +134,14 @@ async fn the_nucleus_deployment_job_is_left_alone() {
             ..NewJob::default()
         })
         .unwrap();
-    create(&s, "mine", json!({"operation": "echo", "x": "1"}));
-    let _handler = spawn_handler(&s);
-    running(&s).await;
-    wait_status(&s, "mine", JobStatus::Succeeded).await;
+    s.create("mine", json!({"operation": "echo", "x": "1"}));
+    let _handler = s.spawn();
+    s.running().await;
+    s.wait_status("mine", JobStatus::Succeeded).await;
     // The deployment is untouched: still QUEUED at its first version.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.settled().await;
     assert_eq!(
-        status(&s, "deployment-1").map(|x| (x.0, x.1)),
+        s.status("deployment-1").map(|x| (x.0, x.1)),
         Some((JobStatus::Queued, 1))
     );
     // The nucleus's own traffic on the same thing does not disturb the handler.
@@ -225,10 +150,10 @@ async fn the_nucleus_deployment_job_is_left_alone() {
         br#"{"clientToken":"nucleus-42","queuedJobs":[{"jobId":"deployment-1","executionNumber":1,"versionNumber":1}]}"#,
         1,
     );
-    create(&s, "mine-2", json!({"operation": "echo"}));
-    wait_status(&s, "mine-2", JobStatus::Succeeded).await;
+    s.create("mine-2", json!({"operation": "echo"}));
+    s.wait_status("mine-2", JobStatus::Succeeded).await;
     assert_eq!(
-        status(&s, "deployment-1").map(|x| (x.0, x.1)),
+        s.status("deployment-1").map(|x| (x.0, x.1)),
         Some((JobStatus::Queued, 1))
     );
 }
@@ -236,16 +161,16 @@ async fn the_nucleus_deployment_job_is_left_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_canceled_in_the_cloud_is_stopped() {
     let s = setup(true, quick());
-    let _handler = spawn_handler(&s);
-    running(&s).await;
-    create(&s, "long", json!({"operation": "sleep", "seconds": 600}));
-    wait_status(&s, "long", JobStatus::InProgress).await;
+    let _handler = s.spawn();
+    s.running().await;
+    s.create("long", json!({"operation": "sleep", "seconds": 600}));
+    s.wait_status("long", JobStatus::InProgress).await;
     s.emulator.world().cancel_job("long", true, None).unwrap();
-    wait_status(&s, "long", JobStatus::Canceled).await;
+    s.wait_status("long", JobStatus::Canceled).await;
     // The handler is free again: the next job runs at once.
-    create(&s, "after", json!({"operation": "echo"}));
-    wait_status(&s, "after", JobStatus::Succeeded).await;
-    let (st, _, _) = status(&s, "long").unwrap();
+    s.create("after", json!({"operation": "echo"}));
+    s.wait_status("after", JobStatus::Succeeded).await;
+    let (st, _, _) = s.status("long").unwrap();
     assert_eq!(
         st,
         JobStatus::Canceled,
@@ -259,18 +184,18 @@ async fn throttled_requests_are_retried() {
         true,
         json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000, "maxBackoffMs": 1000}),
     );
-    create(&s, "t", json!({"operation": "echo"}));
+    s.create("t", json!({"operation": "echo"}));
     s.emulator.world().throttle(THING, 2);
-    let _handler = spawn_handler(&s);
-    running(&s).await;
-    wait_status(&s, "t", JobStatus::Succeeded).await;
+    let _handler = s.spawn();
+    s.running().await;
+    s.wait_status("t", JobStatus::Succeeded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_component_exits_non_zero_when_the_nucleus_goes_away_and_zero_on_sigterm() {
     let s = setup(true, quick());
-    let mut handler = spawn_handler(&s);
-    running(&s).await;
+    let mut handler = s.spawn();
+    s.running().await;
     let pid = handler.id().expect("pid") as i32;
     // SIGTERM: clean stop.
     // SAFETY: kill(2) on our own child's pid.
@@ -279,8 +204,8 @@ async fn the_component_exits_non_zero_when_the_nucleus_goes_away_and_zero_on_sig
     assert_eq!(code.code(), Some(0));
 
     s.emulator.nucleus().forget_state(COMPONENT);
-    let mut handler = spawn_handler(&s);
-    running(&s).await;
+    let mut handler = s.spawn();
+    s.running().await;
     // The nucleus goes away: every IPC connection closes.
     drop(s);
     let code = within("exit after IPC loss", handler.wait()).await.unwrap();
@@ -328,18 +253,17 @@ async fn kill_9_mid_job_then_restart_reports_the_job_failed_and_kills_its_leftov
     let s = setup(true, json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000}));
     std::fs::write(s.work_dir().join("boot_id"), "boot-1").unwrap();
     handler_script(&s, "install.sh", "echo $$ > step.pid; sleep 300");
-    create(
-        &s,
+    s.create(
         "install",
         json!({"version": "1.0", "steps": [
             {"action": {"name": "install", "type": "runHandler", "input": {"handler": "install.sh"}}}
         ]}),
     );
-    let mut handler = spawn_handler(&s);
-    running(&s).await;
+    let mut handler = s.spawn();
+    s.running().await;
     let pid_file = s.work_dir().join("handlers/step.pid");
     wait_file(&pid_file).await;
-    wait_status(&s, "install", JobStatus::InProgress).await;
+    s.wait_status("install", JobStatus::InProgress).await;
     kill_9(&mut handler).await;
     let step_pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
@@ -352,14 +276,14 @@ async fn kill_9_mid_job_then_restart_reports_the_job_failed_and_kills_its_leftov
     );
     // The job is still IN_PROGRESS in the cloud: nothing has told it otherwise yet.
     assert_eq!(
-        status(&s, "install").map(|x| x.0),
+        s.status("install").map(|x| x.0),
         Some(JobStatus::InProgress)
     );
 
     s.emulator.nucleus().forget_state(COMPONENT);
-    let _restarted = spawn_handler(&s);
-    running(&s).await;
-    let details = wait_status(&s, "install", JobStatus::Failed).await;
+    let _restarted = s.spawn();
+    s.running().await;
+    let details = s.wait_status("install", JobStatus::Failed).await;
     let reason = details
         .iter()
         .find(|(k, _)| k == "reason")
@@ -369,13 +293,15 @@ async fn kill_9_mid_job_then_restart_reports_the_job_failed_and_kills_its_leftov
         reason.contains("interrupted") && reason.contains("handler stopped"),
         "{details:?}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !process_alive(step_pid),
-        "the leftover step was killed on restart"
-    );
+    // Killed on restart, before the job was reported; reaped by init.
+    within("the leftover step is gone", async {
+        while process_alive(step_pid) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     // The journal is empty again once the cloud has the result.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.settled().await;
     let journal =
         greengrass_jobs_handler::journal::Journal::open(&s.work_dir().join("journal/jobs.journal"))
             .unwrap();
@@ -388,46 +314,35 @@ async fn a_job_that_reboots_the_device_succeeds_after_the_reboot() {
         json!({"jitterMaxMs": 0, "responseTimeoutMs": 2000,
                "rebootCommand": [work.join("handlers/fake-reboot.sh").to_string_lossy()], "rebootWaitSeconds": 120})
     };
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("ipc.socket");
-    let emulator = Emulator::with_thing(THING, true);
-    let work = tempfile::tempdir().unwrap();
-    emulator
+    let s = setup(true, json!({}));
+    s.emulator
         .nucleus()
-        .register(COMPONENT, TOKEN, s_dir_config(work.path()));
-    let server = emulator.serve_ipc(&socket).unwrap();
-    let s = Setup {
-        emulator,
-        work,
-        _server: server,
-        socket,
-        _dir: dir,
-    };
+        .register(COMPONENT, TOKEN, s_dir_config(s.work_dir()));
     std::fs::write(s.work_dir().join("boot_id"), "boot-1").unwrap();
     handler_script(&s, "fake-reboot.sh", "touch reboot-requested");
-    create(&s, "reboot-1", json!({"operation": "reboot"}));
-    let mut handler = spawn_handler(&s);
-    running(&s).await;
+    s.create("reboot-1", json!({"operation": "reboot"}));
+    let mut handler = s.spawn();
+    s.running().await;
     wait_file(&s.work_dir().join("reboot-requested")).await;
     // The device goes down with the handler, and comes back with a new boot id.
     kill_9(&mut handler).await;
     assert_eq!(
-        status(&s, "reboot-1").map(|x| x.0),
+        s.status("reboot-1").map(|x| x.0),
         Some(JobStatus::InProgress)
     );
     std::fs::write(s.work_dir().join("boot_id"), "boot-2").unwrap();
     s.emulator.nucleus().forget_state(COMPONENT);
-    let _after = spawn_handler(&s);
-    let details = wait_status(&s, "reboot-1", JobStatus::Succeeded).await;
+    let _after = s.spawn();
+    let details = s.wait_status("reboot-1", JobStatus::Succeeded).await;
     assert_eq!(details, vec![("reboot".to_owned(), "completed".to_owned())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reboot_is_rejected_when_not_enabled() {
     let s = setup(true, quick());
-    create(&s, "reboot-2", json!({"operation": "reboot"}));
-    let _handler = spawn_handler(&s);
-    let details = wait_status(&s, "reboot-2", JobStatus::Rejected).await;
+    s.create("reboot-2", json!({"operation": "reboot"}));
+    let _handler = s.spawn();
+    let details = s.wait_status("reboot-2", JobStatus::Rejected).await;
     assert!(details[0].1.contains("rebootCommand"), "{details:?}");
 }
 
@@ -444,7 +359,7 @@ async fn jobs_dispatched_to_a_worker_component_over_local_pubsub() {
     s.emulator
         .nucleus()
         .register("WorkerComponent", "worker-token", json!({}));
-    let worker = IpcClient::connect(&s.socket, "worker-token", ClientOptions::default())
+    let worker = IpcClient::connect(s.socket(), "worker-token", ClientOptions::default())
         .await
         .unwrap();
     let mut requests = worker
@@ -469,14 +384,13 @@ async fn jobs_dispatched_to_a_worker_component_over_local_pubsub() {
                 .unwrap();
         }
     });
-    let _handler = spawn_handler(&s);
-    running(&s).await;
-    create(
-        &s,
+    let _handler = s.spawn();
+    s.running().await;
+    s.create(
         "remote-1",
         json!({"operation": "remote-add", "a": 40, "b": 2}),
     );
-    let details = wait_status(&s, "remote-1", JobStatus::Succeeded).await;
+    let details = s.wait_status("remote-1", JobStatus::Succeeded).await;
     assert_eq!(
         details,
         vec![
@@ -485,8 +399,8 @@ async fn jobs_dispatched_to_a_worker_component_over_local_pubsub() {
         ]
     );
     // A worker that never answers: the job fails with the reason, it does not hang.
-    create(&s, "silent-1", json!({"operation": "silent"}));
-    let details = wait_status(&s, "silent-1", JobStatus::Failed).await;
+    s.create("silent-1", json!({"operation": "silent"}));
+    let details = s.wait_status("silent-1", JobStatus::Failed).await;
     assert!(details[0].1.contains("did not reply"), "{details:?}");
 }
 
@@ -494,23 +408,27 @@ async fn jobs_dispatched_to_a_worker_component_over_local_pubsub() {
 async fn jobs_run_one_at_a_time_unless_configured() {
     for (max, both_running) in [(1, false), (2, true)] {
         let s = setup(true, json!({"jitterMaxMs": 0, "maxConcurrentJobs": max}));
-        create(&s, "long-a", json!({"operation": "sleep", "seconds": 1.5}));
-        create(&s, "long-b", json!({"operation": "sleep", "seconds": 1.5}));
-        let _handler = spawn_handler(&s);
-        running(&s).await;
-        wait_status(&s, "long-a", JobStatus::InProgress).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let b = status(&s, "long-b").map(|x| x.0);
+        s.create("long-a", json!({"operation": "sleep", "seconds": 1.5}));
+        s.create("long-b", json!({"operation": "sleep", "seconds": 1.5}));
+        let _handler = s.spawn();
+        s.running().await;
+        s.wait_status("long-b", JobStatus::Succeeded).await;
         assert_eq!(
-            b == Some(JobStatus::InProgress),
-            both_running,
-            "max {max}: long-b is {b:?}"
-        );
-        wait_status(&s, "long-b", JobStatus::Succeeded).await;
-        assert_eq!(
-            status(&s, "long-a").map(|x| x.0),
+            s.status("long-a").map(|x| x.0),
             Some(JobStatus::Succeeded)
         );
+        // Whether long-b started before long-a's result, in the order IoT Core carried them.
+        let carried = s.carried();
+        let update = |job: &str, status: &str| {
+            let topic = format!("$aws/things/{THING}/jobs/{job}/update");
+            carried
+                .iter()
+                .position(|(t, p)| *t == topic && p.contains(status))
+                .unwrap_or_else(|| panic!("no {status} update of {job}: {carried:?}"))
+        };
+        let b_started = update("long-b", "IN_PROGRESS");
+        let a_done = update("long-a", "SUCCEEDED");
+        assert_eq!(b_started < a_done, both_running, "max {max}: {carried:?}");
     }
 }
 
@@ -518,8 +436,8 @@ async fn jobs_run_one_at_a_time_unless_configured() {
 async fn configuration_changes_apply_while_running() {
     // Without ConnectionStatus, so that only the reconnect topic can tell the handler to look.
     let s = setup_with(false, false, quick());
-    let _handler = spawn_handler(&s);
-    running(&s).await;
+    let _handler = s.spawn();
+    s.running().await;
     let before = s.emulator.iot().subscription_count();
     let path = vec!["reconnectTopic".to_owned()];
     s.emulator.nucleus().update_configuration(
@@ -533,27 +451,23 @@ async fn configuration_changes_apply_while_running() {
         }
     })
     .await;
-    queue_during_clean_disconnect(&s).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        status(&s, "while-away").map(|x| x.0),
-        Some(JobStatus::Queued)
-    );
+    let queries = queue_during_clean_disconnect(&s).await;
+    assert_stranded(&s, queries).await;
     // A message on the newly configured topic is the reconnect signal now.
     s.emulator.world().operator_publish(
         &format!("fleet/custom/{THING}"),
         br#"{"clientId":"core-1"}"#,
         1,
     );
-    wait_status(&s, "while-away", JobStatus::Succeeded).await;
+    s.wait_status("while-away", JobStatus::Succeeded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_job_runs_again_under_a_new_execution_number() {
     use greengrass_jobs_handler::emulator::cloud::jobs_service::RetryConfig;
     let s = setup(true, quick());
-    let _handler = spawn_handler(&s);
-    running(&s).await;
+    let _handler = s.spawn();
+    s.running().await;
     s.emulator
         .world()
         .create_job(NewJob {
@@ -592,7 +506,7 @@ async fn a_reconnect_topic_on_a_second_nucleus_connection_never_fires() {
     s.emulator
         .nucleus()
         .register("Busy", "busy-token", json!({}));
-    let busy = IpcClient::connect(&s.socket, "busy-token", ClientOptions::default())
+    let busy = IpcClient::connect(s.socket(), "busy-token", ClientOptions::default())
         .await
         .unwrap();
     let mut held = Vec::new();
@@ -603,8 +517,8 @@ async fn a_reconnect_topic_on_a_second_nucleus_connection_never_fires() {
                 .unwrap(),
         );
     }
-    let _handler = spawn_handler(&s);
-    running(&s).await;
+    let _handler = s.spawn();
+    s.running().await;
     let connections = s.emulator.world().nucleus_connections();
     let second = connections
         .iter()
@@ -615,12 +529,8 @@ async fn a_reconnect_topic_on_a_second_nucleus_connection_never_fires() {
         "{connections:?}"
     );
     // AWS IoT sends no lifecycle events for "core-1#2": the rule never fires, the job strands.
-    queue_during_clean_disconnect(&s).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        status(&s, "while-away").map(|x| x.0),
-        Some(JobStatus::Queued)
-    );
+    let queries = queue_during_clean_disconnect(&s).await;
+    assert_stranded(&s, queries).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,19 +538,18 @@ async fn step_progress_is_visible_in_the_cloud_while_the_job_runs() {
     let s = setup(true, quick());
     handler_script(&s, "fast.sh", "true");
     handler_script(&s, "slow.sh", "sleep 2");
-    create(
-        &s,
+    s.create(
         "staged",
         json!({"version": "1.0", "steps": [
             {"action": {"name": "prepare", "type": "runHandler", "input": {"handler": "fast.sh"}}},
             {"action": {"name": "install", "type": "runHandler", "input": {"handler": "slow.sh"}}}
         ]}),
     );
-    let _handler = spawn_handler(&s);
-    running(&s).await;
+    let _handler = s.spawn();
+    s.running().await;
     within("progress of step 2", async {
         loop {
-            if let Some((JobStatus::InProgress, _, details)) = status(&s, "staged") {
+            if let Some((JobStatus::InProgress, _, details)) = s.status("staged") {
                 if details.contains(&("step".to_owned(), "2/2".to_owned())) {
                     assert!(
                         details.contains(&("stepName".to_owned(), "install".to_owned())),
@@ -653,7 +562,7 @@ async fn step_progress_is_visible_in_the_cloud_while_the_job_runs() {
         }
     })
     .await;
-    let details = wait_status(&s, "staged", JobStatus::Succeeded).await;
+    let details = s.wait_status("staged", JobStatus::Succeeded).await;
     assert!(
         details.contains(&("steps".to_owned(), "2 of 2 succeeded".to_owned())),
         "{details:?}"

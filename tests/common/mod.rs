@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod device;
+
 use greengrass_jobs_handler::emulator::nucleus::ipc_server::IpcServer;
 use greengrass_jobs_handler::emulator::Emulator;
 use std::path::PathBuf;
