@@ -226,8 +226,8 @@ async fn timeout_kills_the_whole_process_tree() {
         .trim()
         .parse()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!alive(pid), "the grandchild {pid} was killed too");
+    // The grandchild was killed too.
+    assert_all_dead(&[pid]).await;
 }
 
 #[tokio::test]
@@ -260,8 +260,7 @@ async fn cancellation_stops_the_work() {
         .unwrap();
     assert_eq!(o.status, JobStatus::Failed);
     let pid = pids.lock().unwrap()[0] as i32;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!alive(pid));
+    assert_all_dead(&[pid]).await;
 }
 
 #[tokio::test]
@@ -498,10 +497,12 @@ async fn children_that_leave_the_session_die_when_the_job_is_canceled() {
         job(steps(json!([handler_step("escape", "escape.sh", &[])]))),
         RunContext::detached(rx),
     ));
-    while !d.root.join("double.pid").exists() || !d.root.join("session.pid").exists() {
+    // Both children have left and written their pids.
+    while ["double.pid", "session.pid"].iter().any(|f| {
+        fs::read_to_string(d.root.join(f)).map_or(true, |p| p.trim().parse::<i32>().is_err())
+    }) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
     tx.send(true).unwrap();
     let o = tokio::time::timeout(Duration::from_secs(10), task)
         .await

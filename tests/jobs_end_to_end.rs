@@ -48,10 +48,7 @@ async fn queued_job_runs_and_reports_its_result() {
     let details = s.wait_status("add-1", JobStatus::Succeeded).await;
     assert_eq!(details, vec![("result".to_owned(), "42".to_owned())]);
     // A job created while the handler runs arrives by notify-next.
-    s.create(
-        "echo-1",
-        json!({"operation": "echo", "greeting": "hello"}),
-    );
+    s.create("echo-1", json!({"operation": "echo", "greeting": "hello"}));
     let details = s.wait_status("echo-1", JobStatus::Succeeded).await;
     assert_eq!(details, vec![("greeting".to_owned(), "hello".to_owned())]);
     // Bad documents of ours are rejected with a reason.
@@ -76,10 +73,7 @@ async fn queue_during_clean_disconnect(s: &Setup) -> usize {
 /// job queued meanwhile is still QUEUED and the core has not queried since before it went away.
 async fn assert_stranded(s: &Setup, queries_before: usize) {
     s.settled().await;
-    assert_eq!(
-        s.status("while-away").map(|x| x.0),
-        Some(JobStatus::Queued)
-    );
+    assert_eq!(s.status("while-away").map(|x| x.0), Some(JobStatus::Queued));
     assert_eq!(s.queries(), queries_before, "{:?}", s.carried());
 }
 
@@ -413,10 +407,7 @@ async fn jobs_run_one_at_a_time_unless_configured() {
         let _handler = s.spawn();
         s.running().await;
         s.wait_status("long-b", JobStatus::Succeeded).await;
-        assert_eq!(
-            s.status("long-a").map(|x| x.0),
-            Some(JobStatus::Succeeded)
-        );
+        assert_eq!(s.status("long-a").map(|x| x.0), Some(JobStatus::Succeeded));
         // Whether long-b started before long-a's result, in the order IoT Core carried them.
         let carried = s.carried();
         let update = |job: &str, status: &str| {

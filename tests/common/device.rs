@@ -10,8 +10,8 @@ use super::{within, COMPONENT, TOKEN};
 use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::nucleus::bus::BusSubscription;
 use greengrass_jobs_handler::emulator::nucleus::ipc_server::IpcServer;
-use greengrass_jobs_handler::ipc::model::MqttMessage;
 use greengrass_jobs_handler::emulator::{Emulator, EmulatorOptions};
+use greengrass_jobs_handler::ipc::model::MqttMessage;
 use greengrass_jobs_handler::jobs::messages::JobStatus;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,10 @@ pub fn component_command(socket: &Path, work: &Path, thing: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"));
     command
         .current_dir(work)
-        .env("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", socket)
+        .env(
+            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+            socket,
+        )
         .env("SVCUID", TOKEN)
         .env("AWS_IOT_THING_NAME", thing)
         .env("GGJH_BOOT_ID_FILE", work.join("boot_id"))
