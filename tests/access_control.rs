@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::device::{component_command, start_component};
 use common::*;
 use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::Emulator;
@@ -12,7 +13,6 @@ use greengrass_jobs_handler::ipc::model::{PublishMessage, Qos, SubscriptionRespo
 use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient};
 use greengrass_jobs_handler::jobs::messages::JobStatus;
 use serde_json::{json, Value};
-use std::process::Stdio;
 use std::time::Duration;
 
 const THING: &str = "acl-core";
@@ -82,23 +82,7 @@ async fn scenario(interpolate: bool) {
     });
 
     let work = tempfile::tempdir().unwrap();
-    let _handler = tokio::process::Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
-        .current_dir(work.path())
-        .env(
-            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
-            &socket,
-        )
-        .env("SVCUID", TOKEN)
-        .env("AWS_IOT_THING_NAME", THING)
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    within(
-        "RUNNING: every subscription was authorized",
-        emulator.nucleus().wait_for_state(COMPONENT, "RUNNING"),
-    )
-    .await;
+    let _handler = start_component(&emulator, component_command(&socket, work.path(), THING)).await;
     for (job, doc) in [
         ("local", json!({"operation": "add", "a": 1, "b": 2})),
         ("remote", json!({"operation": "remote"})),

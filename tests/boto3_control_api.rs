@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::device::{component_command, start_component};
 use common::*;
 use greengrass_jobs_handler::emulator::http;
 use greengrass_jobs_handler::emulator::Emulator;
@@ -47,23 +48,7 @@ async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
         .await
         .unwrap();
     let (s3, _s3) = http::serve_s3(Arc::clone(&state), any_port).await.unwrap();
-    let _handler = tokio::process::Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
-        .current_dir(dir.path())
-        .env(
-            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
-            &socket,
-        )
-        .env("SVCUID", TOKEN)
-        .env("AWS_IOT_THING_NAME", THING)
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    within(
-        "component RUNNING",
-        emulator.nucleus().wait_for_state(COMPONENT, "RUNNING"),
-    )
-    .await;
+    let _handler = start_component(&emulator, component_command(&socket, dir.path(), THING)).await;
 
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/boto3_control.py");

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::device::{component_command, start_component};
 use common::*;
 use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::cloud::rules::Rule;
@@ -13,7 +14,7 @@ use greengrass_jobs_handler::emulator::Emulator;
 use greengrass_jobs_handler::ipc::model::MqttMessage;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,23 +89,7 @@ async fn the_callback_function_answers_the_emulators_events_of_jobs_the_componen
             true
         }),
     );
-    let _handler = tokio::process::Command::new(env!("CARGO_BIN_EXE_greengrass-jobs-handler"))
-        .current_dir(dir.path())
-        .env(
-            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
-            &socket,
-        )
-        .env("SVCUID", TOKEN)
-        .env("AWS_IOT_THING_NAME", THING)
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    within(
-        "component RUNNING",
-        emulator.nucleus().wait_for_state(COMPONENT, "RUNNING"),
-    )
-    .await;
+    let _handler = start_component(&emulator, component_command(&socket, dir.path(), THING)).await;
     for (job_id, document) in [
         (
             "other-1",
