@@ -1,10 +1,16 @@
 //! The component process against the targets: start → all subscriptions accepted, reconnect
-//! message → `jobs/get` published (jitter off), idle RSS, and wake-ups while idle.
+//! message → `jobs/get` published and notify-next → first Jobs request (jitter off), idle RSS,
+//! wake-ups while idle, and peak RSS while a job floods its output.
+//!
+//! Messages are paced under IoT Core's 100 publishes a second per connection, which the
+//! emulator enforces as AWS does (a faster bench would measure refused publishes).
 //!
 //! Run: `cargo bench --bench component` (prints a report and writes it to
 //! `$CARGO_TARGET_DIR/ggjh-component-report.txt`). Uses the release build of the component.
 
+use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::Emulator;
+use greengrass_jobs_handler::jobs::messages::JobStatus;
 use greengrass_jobs_handler::ipc::model::{MqttMessage, Qos};
 use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient};
 use serde_json::json;
@@ -16,6 +22,8 @@ const COMPONENT: &str = "GreengrassJobsHandler";
 const TOKEN: &str = "bench-token";
 /// Jobs topics plus the reconnect topic.
 const SUBSCRIPTIONS: usize = 11;
+/// Bytes the flooding job writes to its stdout and its stderr, each.
+const FLOOD_BYTES: u64 = 100 << 20;
 
 /// The component binary: `GGJH_BENCH_BINARY` (e.g. a static musl build), else the host build.
 fn binary() -> String {
@@ -81,7 +89,7 @@ fn main() {
         emulator.nucleus().register(COMPONENT, TOKEN, json!({"jitterMaxMs": 0}));
         let _server = emulator.serve_ipc(&socket).expect("serve");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
-        let _tap = emulator.world().tap().subscribe("$aws/things/+/jobs/get", 0, false, Box::new(move |t, _m: &MqttMessage| tx.send((Instant::now(), t.to_owned())).is_ok()));
+        let _tap = emulator.world().tap().subscribe("$aws/things/+/jobs/#", 0, false, Box::new(move |t, _m: &MqttMessage| tx.send((Instant::now(), t.to_owned())).is_ok()));
         let mut lines = Vec::new();
         // Baseline: what the OS alone costs to start a process and see it exit.
         let mut baseline_ms = Vec::new();
@@ -148,7 +156,7 @@ fn main() {
                 }
             };
             reconnect_us.push(at.duration_since(sent).as_secs_f64() * 1e6);
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
         reconnect_us.sort_by(f64::total_cmp);
         lines.push(format!(
@@ -191,7 +199,7 @@ fn main() {
                 }
             };
             echo_us.push(at.duration_since(sent).as_secs_f64() * 1e6);
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
         let _ = echo.join();
         echo_us.sort_by(f64::total_cmp);
@@ -199,6 +207,53 @@ fn main() {
             "baseline: the same path through a bare IPC client that only republishes: median {:.0} us, p90 {:.0} us",
             percentile(&echo_us, 0.5),
             percentile(&echo_us, 0.9)
+        ));
+
+        // notify-next -> the first request about the job (its describe or its start).
+        let job_topic = |t: &str| {
+            let rest = t.strip_prefix(&format!("$aws/things/{THING}/jobs/"))?;
+            let (job, op) = rest.split_once('/')?;
+            (op == "get" || op == "update").then(|| job.to_owned())
+        };
+        let mut notify_us = Vec::new();
+        for n in 0..50 {
+            let job_id = format!("echo-{n}");
+            while rx.try_recv().is_ok() {}
+            emulator
+                .world()
+                .create_job(NewJob { job_id: job_id.clone(), targets: vec![THING.into()], document: json!({"operation": "echo"}), ..NewJob::default() })
+                .expect("create job");
+            let mut notified = None;
+            let at = loop {
+                match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                    Ok(Some((at, t))) if t.ends_with("/jobs/notify-next") => notified = Some(at),
+                    Ok(Some((at, t))) if notified.is_some() && job_topic(&t).as_deref() == Some(job_id.as_str()) => break at,
+                    Ok(Some(_)) => continue,
+                    _ => panic!("no request about {job_id} after its notify-next"),
+                }
+            };
+            if let Some(notified) = notified {
+                notify_us.push(at.duration_since(notified).as_secs_f64() * 1e6);
+            }
+            // Let the job finish and the component go idle before the next one.
+            let done = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    let status = emulator.world().with_jobs(|j| j.execution(&job_id, THING, None).map(|e| e.status));
+                    if status == Some(JobStatus::Succeeded) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+            done.await.expect("the echo job never succeeded");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        notify_us.sort_by(f64::total_cmp);
+        lines.push(format!(
+            "notify-next -> first Jobs request (jitter off): median {:.0} us, p90 {:.0} us ({} jobs; target <= 250 us)",
+            percentile(&notify_us, 0.5),
+            percentile(&notify_us, 0.9),
+            notify_us.len()
         ));
 
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -209,6 +264,46 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let after = switches(pid);
         lines.push(format!("wake-ups while idle: {} in 10 s (context switches of all threads; target 0)", after - before));
+
+        // A job that floods stdout and stderr: the component keeps only the tail it reports.
+        let handlers = dir.path().join("handlers");
+        std::fs::create_dir_all(&handlers).expect("handler directory");
+        let flood = handlers.join("flood.sh");
+        std::fs::write(&flood, format!("#!/bin/sh\nhead -c {FLOOD_BYTES} /dev/zero | tr '\\0' x &\nhead -c {FLOOD_BYTES} /dev/zero | tr '\\0' y >&2\nwait\n")).expect("write flood.sh");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&flood, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let flooded = Instant::now();
+        emulator
+            .world()
+            .create_job(NewJob {
+                job_id: "flood".into(),
+                targets: vec![THING.into()],
+                document: json!({"version": "1.0", "steps": [{"action": {"name": "flood", "type": "runHandler", "input": {"handler": "flood.sh"}, "allowStdErr": 1000000000}}]}),
+                ..NewJob::default()
+            })
+            .expect("create job");
+        let status = tokio::time::timeout(Duration::from_secs(120), async {
+            loop {
+                let status = emulator.world().with_jobs(|j| j.execution("flood", THING, None).map(|e| e.status));
+                if status.is_some_and(JobStatus::is_terminal) {
+                    break status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the flood job never ended");
+        let hwm = proc_field(pid, "status", "VmHWM:").unwrap_or(0);
+        lines.push(format!(
+            "peak RSS through a job writing {} MiB to stdout and {} MiB to stderr: {:.2} MiB (job {:?} after {:.1} s; target <= 4 MiB)",
+            FLOOD_BYTES >> 20,
+            FLOOD_BYTES >> 20,
+            hwm as f64 / 1024.0,
+            status,
+            flooded.elapsed().as_secs_f64()
+        ));
         let size = std::fs::metadata(binary()).map(|m| m.len()).unwrap_or(0);
         lines.push(format!("binary {}: {} KiB", binary(), size / 1024));
         drop(child);
