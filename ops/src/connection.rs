@@ -1,11 +1,13 @@
 //! Connecting to AWS IoT: the SDK configuration from the default chain (credentials, region),
-//! or the emulator's listener with `--endpoint-url`, with the SDK's retries for throttling.
+//! or the emulator's listener with `--endpoint-url`, with the SDK's retries for throttling;
+//! the `iot-data` plane at the account's data endpoint (DescribeEndpoint `iot:Data-ATS`), or at
+//! the same `--endpoint-url`.
 //!
 //! Owns: the HTTP client (hyper + rustls on ring, so that the build needs no C library of its
 //! own), the retry configuration, and the up-front credentials and region checks that give the
 //! operator one line instead of a failed request. Must not know: any subcommand.
 
-use crate::error::{chain, Attempts, OpsError};
+use crate::error::{chain, from_sdk, Attempts, OpsError};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_iot::config::ProvideCredentials;
@@ -30,6 +32,45 @@ pub struct Target {
 pub struct Iot {
     pub client: aws_sdk_iot::Client,
     pub attempts: Attempts,
+    config: aws_config::SdkConfig,
+    endpoint_url: Option<String>,
+}
+
+impl Iot {
+    /// A client of the `iot-data` plane (shadows) of the same account and region.
+    pub async fn data_plane(&self) -> Result<aws_sdk_iotdataplane::Client, OpsError> {
+        let url = match &self.endpoint_url {
+            Some(url) => url.clone(),
+            None => {
+                let out = self
+                    .client
+                    .describe_endpoint()
+                    .endpoint_type("iot:Data-ATS")
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        from_sdk(
+                            "DescribeEndpoint",
+                            || "the iot:Data-ATS endpoint".to_owned(),
+                            self.attempts,
+                            e,
+                        )
+                    })?;
+                match out.endpoint_address() {
+                    Some(address) => format!("https://{address}"),
+                    None => {
+                        return Err(OpsError::Input(
+                            "DescribeEndpoint answered no iot:Data-ATS address".into(),
+                        ))
+                    }
+                }
+            }
+        };
+        let config = aws_sdk_iotdataplane::config::Builder::from(&self.config)
+            .endpoint_url(url)
+            .build();
+        Ok(aws_sdk_iotdataplane::Client::from_conf(config))
+    }
 }
 
 /// Loads the configuration and checks that credentials and a region are there.
@@ -87,5 +128,7 @@ pub async fn connect(target: &Target) -> Result<Iot, OpsError> {
     Ok(Iot {
         client: aws_sdk_iot::Client::new(&config),
         attempts: Attempts(attempts),
+        config,
+        endpoint_url: target.endpoint_url.clone(),
     })
 }

@@ -20,6 +20,7 @@ mod parse;
 mod progress;
 mod rollout;
 mod run;
+mod stamp;
 mod status;
 
 use clap::{Args, Parser, Subcommand};
@@ -131,7 +132,14 @@ struct RolloutArgs {
     /// A document parameter of the template, K=V (repeatable).
     #[arg(long = "param", value_name = "K=V", requires = "template")]
     params: Vec<String>,
-    /// Registry writes per second while filling the exclude group.
+    /// The reported-shadow key stamped on every target (its value: the job id), so that a
+    /// thing joins the target group at once instead of when the fleet index catches up.
+    #[arg(long, default_value = "ggjhRollout", value_name = "KEY")]
+    shadow_key: String,
+    /// Neither stamp shadows nor add the shadow term to the group's query.
+    #[arg(long)]
+    no_shadow_stamp: bool,
+    /// Registry and shadow writes per second while filling the exclude group and stamping.
     #[arg(long, default_value_t = 20.0)]
     registry_rate: f64,
     /// Seconds between two looks at the job's progress.
@@ -316,7 +324,12 @@ fn rollout_plan(args: RolloutArgs) -> Result<rollout::Plan, OpsError> {
     if !(args.poll_seconds > 0.0 && args.poll_seconds.is_finite()) {
         return Err(OpsError::Input("--poll-seconds must be above 0".into()));
     }
+    let stamp = match args.no_shadow_stamp {
+        true => None,
+        false => Some(stamp::Stamp::new(&args.shadow_key, &args.job_id).map_err(OpsError::Input)?),
+    };
     Ok(rollout::Plan {
+        stamp,
         job_id: args.job_id,
         query: args.query,
         exclude,

@@ -4,8 +4,10 @@
 //! The steps, each idempotent so that running the same command again resumes: registry and
 //! shadow indexing on (other indexing settings kept); the static group `<job>-exclude` filled
 //! from the list ([`crate::exclude`]); the dynamic group `<job>-targets` with the query
-//! `(<query>) AND NOT thingGroupNames:<job>-exclude`; the CONTINUOUS job on it with its
-//! rollout and abort configuration. An existing group or job is reused when it is the same and
+//! `((<query>) OR shadow.reported.<key>:<value>) AND NOT thingGroupNames:<job>-exclude`
+//! (without the shadow term when stamping is off); the CONTINUOUS job on it with its rollout
+//! and abort configuration; every target's shadow stamped with the key ([`crate::stamp`]) so
+//! that it joins the group at once. An existing group or job is reused when it is the same and
 //! is an error when it differs. Then the job is watched until every targeted thing finished
 //! or the job was canceled (the abort criteria fired).
 //!
@@ -16,6 +18,7 @@ use crate::connection::Iot;
 use crate::error::{from_sdk, OpsError};
 use crate::exclude;
 use crate::progress::Progress;
+use crate::stamp::{self, Stamp};
 use crate::status::Counts;
 use aws_sdk_iot::types::{
     AbortAction, AbortConfig, AbortCriteria, ExponentialRolloutRate, Job, JobExecutionFailureType,
@@ -64,7 +67,9 @@ pub struct Plan {
     pub rate: Option<Rate>,
     pub abort: Option<Abort>,
     pub source: Source,
-    /// Registry writes per second while filling the exclude group.
+    /// The key written into every target's reported shadow; `None`: no stamping.
+    pub stamp: Option<Stamp>,
+    /// Registry and shadow writes per second while filling the exclude group and stamping.
     pub registry_rate: f64,
     /// Time between two looks at the job.
     pub poll: Duration,
@@ -83,11 +88,11 @@ impl Plan {
 
     /// The dynamic group's query.
     pub fn target_query(&self) -> String {
-        format!(
-            "({}) AND NOT thingGroupNames:{}",
-            self.query,
-            self.exclude_group()
-        )
+        let wanted = match &self.stamp {
+            Some(stamp) => format!("(({}) OR {})", self.query, stamp.clause()),
+            None => format!("({})", self.query),
+        };
+        format!("{wanted} AND NOT thingGroupNames:{}", self.exclude_group())
     }
 
     fn rollout_config(&self) -> Result<Option<JobExecutionsRolloutConfig>, OpsError> {
@@ -168,6 +173,14 @@ pub async fn rollout(iot: &Iot, plan: &Plan) -> Result<RolloutEnd, OpsError> {
     let target_group = plan.target_group();
     let group_arn = dynamic_group(iot, &target_group, &plan.target_query()).await?;
     let job = job(iot, plan, &group_arn).await?;
+    if let Some(key) = &plan.stamp {
+        let done = stamp::stamp(iot, &plan.target_query(), key, plan.registry_rate).await?;
+        eprintln!(
+            "shadows: {} stamped with {} (the others had it already)",
+            done.stamped,
+            key.clause()
+        );
+    }
     let counts = Counts::from_details(job.job_process_details());
     if job.status() == Some(&JobStatus::Canceled) {
         return Ok(RolloutEnd::Aborted {
@@ -536,6 +549,7 @@ mod tests {
                 min_executed: 5,
             }),
             source: Source::Document("{\"operation\": \"echo\"}".into()),
+            stamp: None,
             registry_rate: 10.0,
             poll: Duration::from_secs(1),
             wait: true,
@@ -571,6 +585,12 @@ mod tests {
             "(attributes.site:north OR thingName:lab-*) AND NOT thingGroupNames:r-exclude"
         );
         assert_eq!(plan().target_group(), "r-targets");
+        let mut stamped = plan();
+        stamped.stamp = Some(Stamp::new("ggjhRollout", "r").unwrap());
+        assert_eq!(
+            stamped.target_query(),
+            "((attributes.site:north OR thingName:lab-*) OR shadow.reported.ggjhRollout:r) AND NOT thingGroupNames:r-exclude"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `ggjh-ops rollout` end to end against the emulator: a 1,000-thing fleet with a 100-thing
-//! exclude list at maximumPerMinute 100 on the manual clock; resuming; a differing job; a
+//! exclude list at maximumPerMinute 100 on the manual clock, the targets' shadows stamped;
+//! resuming; a differing job; a
 //! watched rollout to real components that succeeds, and one whose abort criteria fire.
 
 mod common;
@@ -89,6 +90,29 @@ async fn a_thousand_things_minus_a_hundred_at_a_hundred_a_minute() {
         "{stderr}"
     );
     assert!(stderr.contains("job fleet-1: created"), "{stderr}");
+    assert!(
+        stderr.contains("shadows: 900 stamped with shadow.reported.ggjhRollout:fleet-1"),
+        "{stderr}"
+    );
+    let data = emulator.data().await;
+    let reported =
+        |shadow: aws_sdk_iotdataplane::operation::get_thing_shadow::GetThingShadowOutput| {
+            let bytes = shadow.payload.expect("a shadow document").into_inner();
+            let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("shadow JSON");
+            doc["state"]["reported"]["ggjhRollout"].clone()
+        };
+    let target = data.get_thing_shadow().thing_name("dev-0500").send().await;
+    assert_eq!(reported(target.expect("a target's shadow")), "fleet-1");
+    // An excluded thing's shadow is left alone: it has none.
+    let excluded_shadow = data.get_thing_shadow().thing_name("dev-0050").send().await;
+    assert!(
+        excluded_shadow
+            .as_ref()
+            .err()
+            .and_then(|e| e.as_service_error())
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{excluded_shadow:?}"
+    );
 
     let mut reached_at = None;
     for minute in 1..=12_u64 {
@@ -125,6 +149,7 @@ async fn a_thousand_things_minus_a_hundred_at_a_hundred_a_minute() {
         "{stderr}"
     );
     assert!(stderr.contains("job fleet-1: reused"), "{stderr}");
+    assert!(stderr.contains("shadows: 0 stamped"), "{stderr}");
     // A differing job under the same id is refused.
     let out = finish(rollout("200"), LIMIT).await;
     assert_eq!(out.status.code(), Some(2));

@@ -177,6 +177,30 @@ impl Emulator {
             .build();
         aws_sdk_iot::Client::from_conf(config)
     }
+
+    /// An `iot-data` client on the emulator (shadows).
+    pub async fn data(&self) -> aws_sdk_iotdataplane::Client {
+        let config = aws_sdk_iotdataplane::Config::builder()
+            .behavior_version(aws_sdk_iotdataplane::config::BehaviorVersion::latest())
+            .region(aws_sdk_iotdataplane::config::Region::new("us-east-1"))
+            .endpoint_url(&self.control)
+            .credentials_provider(aws_sdk_iotdataplane::config::Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "ops-tests",
+            ))
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
+            .build();
+        aws_sdk_iotdataplane::Client::from_conf(config)
+    }
 }
 
 /// A plain HTTP/1.1 POST without a body, for the emulator's own routes.
