@@ -104,6 +104,15 @@ async fn boto3_drives_the_emulator_and_sees_the_handler_run_its_job() {
         "topic_rules_and_publish",
         "s3_put_get",
         "s3_no_such_bucket",
+        "update_thing",
+        "indexing_configuration",
+        "thing_shadow",
+        "search_index",
+        "search_index_invalid_query",
+        "dynamic_thing_group",
+        "thing_shadow_deleted",
+        "event_configurations",
+        "job_rollout_abort_scheduling",
     ] {
         let step = steps
             .iter()

@@ -8,9 +8,12 @@ ListJobExecutionsForThing, then exercises CancelJob and the error shapes. Prints
 step ({"step": ..., "ok": bool, ...}) and exits non-zero if any step failed. Then drives the
 routes around it: thing attributes and listings, ListJobs/UpdateJob/DeleteJob, DescribeEndpoint,
 topic rules, job templates and managed templates, a device running a job through
-`iot-jobs-data`, iot-data Publish, and S3 buckets and objects.
+`iot-jobs-data`, iot-data Publish, S3 buckets and objects, and the fleet: attributes,
+indexing, SearchIndex, dynamic groups, shadows, event configurations and a job's rollout,
+abort and scheduling configurations.
 """
 
+import datetime
 import json
 import os
 import sys
@@ -113,6 +116,7 @@ def main():
     device_over_jobs_data(iot, client("iot-jobs-data", "GGJH_JOBS_DATA_URL"))
     iot_data_and_rules(iot, client("iot-data", "GGJH_CONTROL_URL"))
     s3_objects(client("s3", "GGJH_S3_URL", s3={"addressing_style": "path"}))
+    fleet(iot, client("iot-data", "GGJH_CONTROL_URL"))
 
 
 def more_control_plane(iot):
@@ -224,6 +228,88 @@ def s3_objects(s3):
         report("s3_no_such_bucket", False, error="no error")
     except s3.exceptions.NoSuchBucket:
         report("s3_no_such_bucket", True)
+
+
+
+def fleet(iot, data):
+    for i in range(4):
+        iot.create_thing(thingName=f"fleet-{i}", attributePayload={"attributes": {"site": "north" if i < 2 else "south"}})
+    iot.update_thing(thingName="fleet-3", attributePayload={"attributes": {"site": "north"}, "merge": True})
+    described = iot.describe_thing(thingName="fleet-3")
+    report("update_thing", described["attributes"].get("site") == "north", attributes=described["attributes"])
+
+    iot.update_indexing_configuration(thingIndexingConfiguration={"thingIndexingMode": "REGISTRY_AND_SHADOW"})
+    mode = iot.get_indexing_configuration()["thingIndexingConfiguration"]["thingIndexingMode"]
+    report("indexing_configuration", mode == "REGISTRY_AND_SHADOW", mode=mode)
+
+    shadow = {"state": {"reported": {"fw": "2"}}}
+    data.update_thing_shadow(thingName="fleet-0", payload=json.dumps(shadow).encode())
+    got = json.loads(data.get_thing_shadow(thingName="fleet-0")["payload"].read())
+    report("thing_shadow", got["state"]["reported"] == {"fw": "2"} and got["version"] >= 1, shadow=got)
+
+    first = iot.search_index(indexName="AWS_Things", queryString="attributes.site:north AND thingName:fleet-*", maxResults=2)
+    names = [t["thingName"] for t in first["things"]]
+    if first.get("nextToken"):
+        rest = iot.search_index(indexName="AWS_Things", queryString="attributes.site:north AND thingName:fleet-*", nextToken=first["nextToken"])
+        names += [t["thingName"] for t in rest["things"]]
+    shadowed = iot.search_index(indexName="AWS_Things", queryString="shadow.reported.fw:2")
+    report(
+        "search_index",
+        sorted(names) == ["fleet-0", "fleet-1", "fleet-3"] and [t["thingName"] for t in shadowed["things"]] == ["fleet-0"],
+        names=names,
+        shadowed=shadowed["things"],
+    )
+    try:
+        iot.search_index(indexName="AWS_Things", queryString="attributes.site:(")
+        report("search_index_invalid_query", False, error="no error")
+    except iot.exceptions.InvalidQueryException:
+        report("search_index_invalid_query", True)
+
+    iot.create_dynamic_thing_group(thingGroupName="north", queryString="attributes.site:north AND thingName:fleet-* AND NOT thingName:fleet-1")
+    group = iot.describe_thing_group(thingGroupName="north")
+    members = sorted(iot.list_things_in_thing_group(thingGroupName="north")["things"])
+    report(
+        "dynamic_thing_group",
+        group["queryString"] == "attributes.site:north AND thingName:fleet-* AND NOT thingName:fleet-1" and members == ["fleet-0", "fleet-3"],
+        members=members,
+    )
+    data.delete_thing_shadow(thingName="fleet-0")
+    try:
+        data.get_thing_shadow(thingName="fleet-0")
+        report("thing_shadow_deleted", False, error="still there")
+    except data.exceptions.ResourceNotFoundException:
+        report("thing_shadow_deleted", True)
+
+    iot.update_event_configurations(eventConfigurations={"JOB": {"Enabled": True}, "JOB_EXECUTION": {"Enabled": True}})
+    events = iot.describe_event_configurations()["eventConfigurations"]
+    report("event_configurations", events["JOB"]["Enabled"] and events["JOB_EXECUTION"]["Enabled"], events=events)
+
+    start = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    iot.create_job(
+        jobId="boto3-rollout",
+        targets=[group["thingGroupArn"]],
+        targetSelection="CONTINUOUS",
+        document=json.dumps({"operation": "echo"}),
+        jobExecutionsRolloutConfig={"exponentialRate": {"baseRatePerMinute": 10, "incrementFactor": 2.0, "rateIncreaseCriteria": {"numberOfNotifiedThings": 5}}},
+        abortConfig={"criteriaList": [{"failureType": "FAILED", "action": "CANCEL", "thresholdPercentage": 20.0, "minNumberOfExecutedThings": 10}]},
+        schedulingConfig={
+            "startTime": start.strftime("%Y-%m-%dT%H:%M"),
+            "endTime": (start + datetime.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+            "endBehavior": "CANCEL",
+        },
+    )
+    job = iot.describe_job(jobId="boto3-rollout")["job"]
+    rate = job["jobExecutionsRolloutConfig"]["exponentialRate"]
+    criteria = job["abortConfig"]["criteriaList"][0]
+    report(
+        "job_rollout_abort_scheduling",
+        job["status"] == "SCHEDULED"
+        and rate["baseRatePerMinute"] == 10
+        and rate["rateIncreaseCriteria"]["numberOfNotifiedThings"] == 5
+        and criteria["thresholdPercentage"] == 20.0
+        and job["schedulingConfig"]["endBehavior"] == "CANCEL",
+        job=job,
+    )
 
 
 if __name__ == "__main__":
