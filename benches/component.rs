@@ -10,9 +10,9 @@
 
 use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
 use greengrass_jobs_handler::emulator::Emulator;
-use greengrass_jobs_handler::jobs::messages::JobStatus;
 use greengrass_jobs_handler::ipc::model::{MqttMessage, Qos};
 use greengrass_jobs_handler::ipc::{ClientOptions, IpcClient};
+use greengrass_jobs_handler::jobs::messages::JobStatus;
 use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -62,25 +62,7 @@ pub async fn fill(
     names: &[String],
     per_second: f64,
 ) -> Result<Filled, OpsError> {
-    let mut members = BTreeSet::new();
-    let mut pages = iot
-        .client
-        .list_things_in_thing_group()
-        .thing_group_name(group)
-        .max_results(250)
-        .into_paginator()
-        .items()
-        .send();
-    while let Some(name) = pages.next().await {
-        members.insert(name.map_err(|e| {
-            from_sdk(
-                "ListThingsInThingGroup",
-                || format!("thing group {group}"),
-                iot.attempts,
-                e,
-            )
-        })?);
-    }
+    let members = crate::groups::members(iot, group).await?;
     let mut filled = Filled::default();
     let mut pacer = Pacer::new(Instant::now(), per_second);
     let mut in_flight = JoinSet::new();

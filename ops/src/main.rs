@@ -15,6 +15,7 @@ mod backoff;
 mod connection;
 mod error;
 mod exclude;
+mod groups;
 mod pacer;
 mod parse;
 mod progress;

@@ -482,26 +482,7 @@ fn cancel_reason(job: &Job) -> String {
 }
 
 async fn count_members(iot: &Iot, group: &str) -> Result<u64, OpsError> {
-    let mut pages = iot
-        .client
-        .list_things_in_thing_group()
-        .thing_group_name(group)
-        .max_results(250)
-        .into_paginator()
-        .send();
-    let mut n = 0;
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            from_sdk(
-                "ListThingsInThingGroup",
-                || format!("thing group {group}"),
-                iot.attempts,
-                e,
-            )
-        })?;
-        n += page.things().len() as u64;
-    }
-    Ok(n)
+    Ok(crate::groups::members(iot, group).await?.len() as u64)
 }
 
 async fn watch(iot: &Iot, plan: &Plan, target_group: &str) -> Result<RolloutEnd, OpsError> {

@@ -156,50 +156,30 @@ impl Emulator {
 
     /// An AWS SDK client on the emulator, for setting up and checking what `ggjh-ops` did.
     pub async fn iot(&self) -> aws_sdk_iot::Client {
-        let config = aws_sdk_iot::Config::builder()
-            .behavior_version(aws_sdk_iot::config::BehaviorVersion::latest())
-            .region(aws_sdk_iot::config::Region::new("us-east-1"))
-            .endpoint_url(&self.control)
-            .credentials_provider(aws_sdk_iot::config::Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "ops-tests",
-            ))
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https(),
-            )
-            .build();
-        aws_sdk_iot::Client::from_conf(config)
+        aws_sdk_iot::Client::new(&self.sdk_config())
     }
 
     /// An `iot-data` client on the emulator (shadows).
     pub async fn data(&self) -> aws_sdk_iotdataplane::Client {
-        let config = aws_sdk_iotdataplane::Config::builder()
-            .behavior_version(aws_sdk_iotdataplane::config::BehaviorVersion::latest())
-            .region(aws_sdk_iotdataplane::config::Region::new("us-east-1"))
-            .endpoint_url(&self.control)
-            .credentials_provider(aws_sdk_iotdataplane::config::Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "ops-tests",
+        aws_sdk_iotdataplane::Client::new(&self.sdk_config())
+    }
+
+    /// Region, test credentials, the emulator's URL and a rustls client on ring.
+    fn sdk_config(&self) -> aws_config::SdkConfig {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https(),
-            )
-            .build();
-        aws_sdk_iotdataplane::Client::from_conf(config)
+            .build_https();
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.control)
+            .credentials_provider(aws_sdk_iot::config::SharedCredentialsProvider::new(
+                aws_sdk_iot::config::Credentials::new("test", "test", None, None, "ops-tests"),
+            ))
+            .http_client(http)
+            .build()
     }
 }
 
