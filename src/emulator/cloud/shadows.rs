@@ -30,6 +30,15 @@ fn fail(status: u16, code: &'static str, message: impl Into<String>) -> ShadowEr
     }
 }
 
+/// GetThingShadow's and DeleteThingShadow's answer for a shadow that does not exist.
+fn no_shadow(thing: &str) -> ShadowError {
+    fail(
+        404,
+        "ResourceNotFoundException",
+        format!("no shadow exists with name: '{thing}'"),
+    )
+}
+
 #[derive(Debug, Clone, Default)]
 struct Shadow {
     desired: Value,
@@ -198,13 +207,7 @@ impl Shadows {
         let s = self
             .shadows
             .get(&(thing.to_owned(), name.to_owned()))
-            .ok_or_else(|| {
-                fail(
-                    404,
-                    "ResourceNotFoundException",
-                    format!("no shadow exists with name: '{thing}'"),
-                )
-            })?;
+            .ok_or_else(|| no_shadow(thing))?;
         let mut state = json!({});
         let mut metadata = json!({});
         if present(&s.desired) {
@@ -231,13 +234,7 @@ impl Shadows {
         let s = self
             .shadows
             .remove(&(thing.to_owned(), name.to_owned()))
-            .ok_or_else(|| {
-                fail(
-                    404,
-                    "ResourceNotFoundException",
-                    format!("no shadow exists with name: '{thing}'"),
-                )
-            })?;
+            .ok_or_else(|| no_shadow(thing))?;
         Ok(json!({"version": s.version, "timestamp": now_ms / 1000}))
     }
 

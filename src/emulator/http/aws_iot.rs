@@ -97,17 +97,13 @@ fn with_token(mut body: Value, token: Option<String>) -> Value {
     }
     body
 }
-fn execution_json(e: &Execution, force_canceled: bool) -> Value {
+/// The fields an execution and its summary share: status, times and number.
+fn execution_times_json(e: &Execution) -> Value {
     let mut v = json!({
-        "jobId": e.job_id,
         "status": e.status,
-        "forceCanceled": force_canceled,
-        "statusDetails": {"detailsMap": e.status_details},
-        "thingArn": thing_arn(&e.thing_name),
         "queuedAt": secs(e.queued_at_ms),
         "lastUpdatedAt": secs(e.last_updated_at_ms),
         "executionNumber": e.execution_number,
-        "versionNumber": e.version_number,
     });
     if let Some(s) = e.started_at_ms {
         v["startedAt"] = json!(secs(s));
@@ -115,17 +111,19 @@ fn execution_json(e: &Execution, force_canceled: bool) -> Value {
     v
 }
 
+fn execution_json(e: &Execution, force_canceled: bool) -> Value {
+    let mut v = execution_times_json(e);
+    v["jobId"] = json!(e.job_id);
+    v["forceCanceled"] = json!(force_canceled);
+    v["statusDetails"] = json!({"detailsMap": e.status_details});
+    v["thingArn"] = json!(thing_arn(&e.thing_name));
+    v["versionNumber"] = json!(e.version_number);
+    v
+}
+
 fn summary_json(e: &Execution) -> Value {
-    let mut v = json!({
-        "status": e.status,
-        "queuedAt": secs(e.queued_at_ms),
-        "lastUpdatedAt": secs(e.last_updated_at_ms),
-        "executionNumber": e.execution_number,
-        "retryAttempt": e.retry_attempt,
-    });
-    if let Some(s) = e.started_at_ms {
-        v["startedAt"] = json!(secs(s));
-    }
+    let mut v = execution_times_json(e);
+    v["retryAttempt"] = json!(e.retry_attempt);
     v
 }
 
