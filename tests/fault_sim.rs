@@ -627,9 +627,12 @@ fn a_result_never_lands_on_a_new_execution_that_reuses_the_number() {
 /// started, settled that new execution, whose result was then never reported. 190179 and
 /// 625585: after a crash during a run, an old QUEUED view of the job made the new process
 /// start it again and drop what the journal said, so the re-read left the job IN_PROGRESS.
+/// 10453, 12121 and 12172: describes lost on a lossy link, or missed while the core was
+/// offline, then a small answer: the job (queued, or in progress from before a crash) was set
+/// aside for an hour as too large, past the run's end, with the engine's timer still set.
 #[test]
 fn seeds_once_failing_stay_clean() {
-    for seed in [806, 171_163, 190_179, 625_585] {
+    for seed in [806, 10_453, 12_121, 12_172, 171_163, 190_179, 625_585] {
         let outcome = scenario::run(seed, false);
         assert!(outcome.violations.is_empty(), "{}", report(&outcome));
     }
