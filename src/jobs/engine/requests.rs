@@ -41,7 +41,7 @@ pub(super) enum Request {
     },
     /// Describe a candidate without its document, after its describe went unanswered
     /// [`super::EngineConfig::oversize_after`] times in a row: an answer shows that the link
-    /// works and the full answer is too large to reach the core.
+    /// works, so the full answer may be too large to reach the core (see `oversize`).
     SizeProbe {
         job_id: String,
     },
