@@ -218,9 +218,14 @@ impl Engine {
                     }
                 }
                 let key = (e.job_id.clone(), e.execution_number);
+                // A start of an earlier process may still land: this one carries the same
+                // marker, so the journal's one marker names every start of this execution and
+                // recognises whichever lands, also after further crashes.
+                let mut earlier_marker = None;
                 match self.recovered.remove(&key) {
                     Some(Recovered::NotStarted { marker }) => {
-                        self.earlier_starts.insert(e.job_id.clone(), marker);
+                        self.earlier_starts.insert(e.job_id.clone(), marker.clone());
+                        earlier_marker = Some(marker);
                     }
                     // The journal says the work ran: a QUEUED status is an old view (e.g. a
                     // notification kept while offline). The start meets a VersionMismatch, and
@@ -237,8 +242,10 @@ impl Engine {
                     phase: ActivePhase::Starting,
                     pending_progress: None,
                 });
-                // Named after the token the first attempt carries: unique to this process.
-                let marker = format!("{}-{}", self.token_prefix, self.next_token + 1);
+                // Otherwise named after the token the first attempt carries: unique to this
+                // process.
+                let marker = earlier_marker
+                    .unwrap_or_else(|| format!("{}-{}", self.token_prefix, self.next_token + 1));
                 out.push(Action::Record(Record::Starting {
                     job_id: e.job_id.clone(),
                     execution_number: e.execution_number,

@@ -81,7 +81,8 @@ pub struct EngineConfig {
     /// Unanswered describes of one job in a row before a describe without the document checks
     /// whether the answer is too large to reach the core.
     pub oversize_after: u32,
-    /// How long a job whose description is too large is set aside.
+    /// The longest a job whose description does not arrive is set aside (the first time for a
+    /// minute, doubling with each round in a row; see `oversize`).
     pub oversize_backoff: Duration,
     /// Silent requests in a row (no message of any kind since each was sent) before the
     /// subscriptions are re-created, and again after that before the process exits.
@@ -253,6 +254,8 @@ pub struct Engine {
     set_aside: BTreeMap<String, Millis>,
     /// Jobs already named in the too-large warning (one WARN per job).
     oversize_warned: BTreeSet<String>,
+    /// Rounds in a row of unanswered describes and an answered probe, per job.
+    oversize_rounds: BTreeMap<String, u32>,
 }
 
 fn ms(d: Duration) -> Millis {
@@ -286,6 +289,7 @@ impl Engine {
             silence: Silence::new(),
             set_aside: BTreeMap::new(),
             oversize_warned: BTreeSet::new(),
+            oversize_rounds: BTreeMap::new(),
         }
     }
 

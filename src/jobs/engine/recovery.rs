@@ -48,6 +48,25 @@ impl Engine {
         }
     }
 
+    /// Every journal entry of `job_id` from an earlier run is settled: the cloud says the job's
+    /// latest execution has ended or is gone.
+    pub(super) fn settle_recovered_job(&mut self, job_id: &str, out: &mut Vec<Action>) {
+        let settled: Vec<(String, i64)> = self
+            .recovered
+            .keys()
+            .filter(|(j, _)| j == job_id)
+            .cloned()
+            .collect();
+        for key in settled {
+            tracing::info!(job_id = %job_id, execution_number = key.1, "job from before the restart has ended in the cloud; forgetting it");
+            self.recovered.remove(&key);
+            out.push(Action::Forget {
+                job_id: key.0,
+                execution_number: key.1,
+            });
+        }
+    }
+
     /// An IN_PROGRESS job of our forms that is not running in this process. It is ours only
     /// when this handler started it: a start of this process whose answer was lost (the
     /// cloud shows its marker), or a job the journal of an earlier run holds. Anything else

@@ -43,10 +43,14 @@ impl Engine {
                     if let Some((_, execution_number)) = self.unconfirmed_starts.remove(&job_id) {
                         self.start_tokens.retain(|_, j| *j != job_id);
                         out.push(Action::Forget {
-                            job_id,
+                            job_id: job_id.clone(),
                             execution_number,
                         });
                     }
+                    // The journal's entries of this job from an earlier run: the cloud ended
+                    // the job (the latest execution, so every earlier one too), and a pending
+                    // list that still named it was older than this answer.
+                    self.settle_recovered_job(&job_id, out);
                 }
                 self.next_candidate(now, out);
             }

@@ -41,7 +41,7 @@ pub(super) enum Request {
     },
     /// Describe a candidate without its document, after its describe went unanswered
     /// [`super::EngineConfig::oversize_after`] times in a row: an answer shows that the link
-    /// works and the full answer is too large to reach the core.
+    /// works, so the full answer may be too large to reach the core (see `oversize`).
     SizeProbe {
         job_id: String,
     },
@@ -315,7 +315,13 @@ impl Engine {
                     "no response in time; will retry"
                 );
                 self.unanswered(now, f.sent_at, out);
-                let timeouts = f.timeouts + 1;
+                // An answer missed while the core is reported offline says nothing about its
+                // size: only attempts that timed out while the link was not known down count.
+                let timeouts = if self.link_reported_down() {
+                    f.timeouts
+                } else {
+                    f.timeouts + 1
+                };
                 match f.request {
                     // The one answer that carries a job document: too large for the core?
                     Request::Describe { job_id } if timeouts >= self.config.oversize_after => {

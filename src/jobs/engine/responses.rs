@@ -11,6 +11,23 @@ use crate::jobs::job::Millis;
 use crate::jobs::messages::*;
 use crate::jobs::topics::ResponseTopic;
 
+/// Whether a describe answer carries the job's document (only a full describe asks for it).
+fn carries_document(payload: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Execution {
+        #[serde(rename = "jobDocument")]
+        job_document: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        execution: Option<Execution>,
+    }
+    serde_json::from_slice::<Answer>(payload)
+        .ok()
+        .and_then(|a| a.execution)
+        .is_some_and(|e| e.job_document.is_some())
+}
+
 impl Engine {
     pub(super) fn on_message(
         &mut self,
@@ -52,11 +69,18 @@ impl Engine {
             }
         }
         let Some(flight) = seq.and_then(|seq| self.in_flight.remove(&seq)) else {
-            tracing::debug!(%topic, client_token = %token, "duplicate or late response ignored");
             if let ResponseTopic::DescribeAccepted(job_id) = kind {
-                // A full description of this job did reach us, only late: it is not too large.
-                self.description_arrived(job_id);
+                if carries_document(payload) {
+                    // A full description of this job did reach us, only late: it is not too
+                    // large, and when the walk still waits on this job it is the answer.
+                    self.description_arrived(job_id);
+                    if let Some(flight) = self.take_walk_describe(job_id) {
+                        tracing::debug!(%topic, client_token = %token, "late description taken as the answer the walk waits for");
+                        return self.on_accepted(now, flight, payload, out);
+                    }
+                }
             }
+            tracing::debug!(%topic, client_token = %token, "duplicate or late response ignored");
             return;
         };
         let accepted = matches!(
@@ -96,7 +120,10 @@ impl Engine {
             },
             Request::Describe { job_id } => {
                 match serde_json::from_slice::<ExecutionResponse>(payload) {
-                    Ok(r) => self.on_candidate(now, &job_id, r.execution, out),
+                    Ok(r) => {
+                        self.description_arrived(&job_id);
+                        self.on_candidate(now, &job_id, r.execution, out)
+                    }
                     Err(e) => self.on_undecodable_candidate(now, &job_id, payload, &e, out),
                 }
             }

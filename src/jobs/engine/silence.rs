@@ -95,6 +95,11 @@ impl Engine {
         self.silence.connection = connection;
     }
 
+    /// Whether the core's IoT Core connection is reported down now.
+    pub(super) fn link_reported_down(&self) -> bool {
+        self.silence.connection == Connection::Down
+    }
+
     /// A request sent at `sent_at` got no answer in time.
     pub(super) fn unanswered(&mut self, now: Millis, sent_at: Millis, out: &mut Vec<Action>) {
         let s = &mut self.silence;

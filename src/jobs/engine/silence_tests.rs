@@ -68,85 +68,174 @@ fn listed(e: &mut Engine, jobs: &[&str]) -> (String, Value) {
     publishes(&acts).remove(0)
 }
 
-#[test]
-fn a_description_too_large_for_the_core_is_set_aside_for_an_hour_and_the_walk_goes_on() {
-    let mut config = EngineConfig::new("dev-1");
-    config.max_jitter = Duration::ZERO;
-    // Room for `big` while `small` is still being started.
-    config.max_concurrent_jobs = 2;
-    let mut e = Engine::new(config, 3);
-    let (topic, first) = listed(&mut e, &["big", "small"]);
-    assert_eq!(topic, format!("{P}big/get"));
-    assert_eq!(first["includeJobDocument"], true);
-    // The describe with the document never arrives; each retry goes out, three in all, then
-    // one without the document.
-    let mut sent = vec![first];
-    let mut now = 10;
-    let probe = loop {
-        let at = e.next_deadline().unwrap();
-        assert!(at < now + 60_000, "retries stay fast until the probe");
-        now = at;
-        let out = publishes(&e.handle(now, Input::Tick));
-        if let Some((t, body)) = out.into_iter().next() {
-            assert_eq!(t, format!("{P}big/get"));
-            if body["includeJobDocument"] == false {
-                break body;
+/// Ticks until the describe of `job` with its document has gone unanswered three times and the
+/// describe without it goes out; answers that one (small) and returns the time of the answer
+/// and what the engine did then.
+fn round_of_lost_describes(e: &mut Engine, job: &str) -> (Millis, Vec<Action>) {
+    let mut with_document = 1; // the first one went out before
+    loop {
+        let at = e.next_deadline().expect("a retry or the probe is due");
+        for (t, body) in publishes(&e.handle(at, Input::Tick)) {
+            if t != format!("{P}{job}/get") {
+                continue;
             }
-            sent.push(body);
+            if body["includeJobDocument"] == false {
+                assert_eq!(with_document, 3, "three describes with the document first");
+                let token = body["clientToken"].as_str().unwrap();
+                let small_answer = json!({"clientToken": token, "execution": {"jobId": job,
+                    "status": "QUEUED", "versionNumber": 1, "executionNumber": 1,
+                    "queuedAt": 1, "lastUpdatedAt": 1}});
+                let acts = reply(e, at + 5, &format!("{P}{job}/get/accepted"), small_answer);
+                return (at + 5, acts);
+            }
+            with_document += 1;
         }
-    };
-    assert_eq!(sent.len(), 3, "three describes with the document: {sent:?}");
-    // A small answer arrives: the link works, the full answer is too large.
-    let token = probe["clientToken"].as_str().unwrap();
-    let small_answer = json!({"clientToken": token, "execution": {"jobId": "big", "status": "QUEUED",
-        "versionNumber": 1, "executionNumber": 1, "queuedAt": 1, "lastUpdatedAt": 1}});
-    let acts = reply(
-        &mut e,
-        now + 5,
-        &format!("{P}big/get/accepted"),
-        small_answer,
-    );
-    let (topic, _) = publishes(&acts).remove(0);
-    assert_eq!(topic, format!("{P}small/get"), "the walk goes on");
-    assert_eq!(e.oversize_warned.len(), 1);
-    // Nothing about `big` for an hour; `small` runs meanwhile.
-    let (_, describe) = publishes(&acts).remove(0);
-    let token = describe["clientToken"].as_str().unwrap();
-    let acts = reply(
-        &mut e,
-        now + 6,
-        &format!("{P}small/get/accepted"),
-        json!({"clientToken": token, "execution": execution("small")}),
-    );
-    assert!(publishes(&acts)[0].0.ends_with("small/update"));
-    let later = run_until(&mut e, now + HOUR - 1_000);
-    assert!(
-        later
-            .iter()
-            .all(|(_, a)| !matches!(a, Action::Publish { topic, .. } if topic.contains("big"))),
-        "{later:?}"
-    );
-    // An hour on, a query looks again; `big` is described again.
-    let (at, token) = loop {
+    }
+}
+
+/// Ticks until the next query goes out; answers it with `jobs` and returns when it went out.
+fn next_query(e: &mut Engine, jobs: &[&str]) -> Millis {
+    loop {
         let at = e.next_deadline().expect("a wake-up to look again");
         let out = publishes(&e.handle(at, Input::Tick));
         if let Some((_, body)) = out.into_iter().find(|(t, _)| t == &format!("{P}get")) {
-            assert!(at >= now + 5 + HOUR, "not before the hour: {at}");
-            break (at, body["clientToken"].as_str().unwrap().to_owned());
+            let token = body["clientToken"].as_str().unwrap().to_owned();
+            reply(e, at + 5, &format!("{P}get/accepted"), list(&token, jobs));
+            return at;
+        }
+    }
+}
+
+#[test]
+fn a_description_that_does_not_arrive_sets_the_job_aside_for_growing_times_and_the_walk_goes_on() {
+    let mut e = engine();
+    let (topic, first) = listed(&mut e, &["big", "other"]);
+    assert_eq!(topic, format!("{P}big/get"));
+    assert_eq!(first["includeJobDocument"], true);
+    // Three describes with the document go unanswered; the one without it is answered.
+    let (answered, acts) = round_of_lost_describes(&mut e, "big");
+    // The walk goes on with the next candidate.
+    let (topic, describe) = publishes(&acts).remove(0);
+    assert_eq!(topic, format!("{P}other/get"));
+    let token = describe["clientToken"].as_str().unwrap();
+    let foreign = json!({"clientToken": token, "execution": {"jobId": "other", "status": "QUEUED",
+        "versionNumber": 1, "executionNumber": 1, "queuedAt": 1, "lastUpdatedAt": 1,
+        "jobDocument": {"agent": "other"}}});
+    reply(
+        &mut e,
+        answered + 10,
+        &format!("{P}other/get/accepted"),
+        foreign,
+    );
+    // One round is what a lossy link also does: no WARN yet, and the job is set aside for a
+    // minute only.
+    assert!(e.oversize_warned.is_empty(), "no warning after one round");
+    assert_eq!(e.set_aside.get("big"), Some(&(answered + 60_000)));
+    // Each further round in a row doubles the time, up to an hour; the WARN comes with the
+    // second round; the job is looked at again for as long as it is pending.
+    let mut set_aside_at = answered;
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        let looked = next_query(&mut e, &["big"]);
+        waits.push(looked - set_aside_at);
+        set_aside_at = round_of_lost_describes(&mut e, "big").0;
+    }
+    let minute = 60_000;
+    let expected = [1, 2, 4, 8, 16, 32, 60, 60].map(|m| m * minute);
+    for (wait, want) in waits.iter().zip(expected) {
+        assert!(
+            (want..want + 1_000).contains(wait),
+            "waits {waits:?}, expected about {expected:?}"
+        );
+    }
+    assert_eq!(
+        e.oversize_warned.len(),
+        1,
+        "one WARN, after the second round"
+    );
+    assert!(e.next_deadline().is_some(), "never given up while pending");
+}
+
+#[test]
+fn a_full_description_arriving_starts_the_set_aside_time_afresh() {
+    let mut e = engine();
+    listed(&mut e, &["big"]);
+    let (answered, _) = round_of_lost_describes(&mut e, "big");
+    next_query(&mut e, &["big"]);
+    let (second, _) = round_of_lost_describes(&mut e, "big");
+    assert_eq!(e.set_aside.get("big"), Some(&(second + 120_000)));
+    // Looked at again, the describe is answered this time.
+    let looked = next_query(&mut e, &["big"]);
+    assert!(looked >= answered + 60_000);
+    let describe = loop {
+        let at = e.next_deadline().unwrap();
+        if let Some(p) = publishes(&e.handle(at, Input::Tick))
+            .into_iter()
+            .find(|(t, _)| t == &format!("{P}big/get"))
+        {
+            break (at, p.1);
         }
     };
-    let acts = reply(
+    let token = describe.1["clientToken"].as_str().unwrap();
+    let foreign = json!({"clientToken": token, "execution": {"jobId": "big", "status": "QUEUED",
+        "versionNumber": 1, "executionNumber": 1, "queuedAt": 1, "lastUpdatedAt": 1,
+        "jobDocument": {"agent": "other"}}});
+    reply(
         &mut e,
-        at + 5,
-        &format!("{P}get/accepted"),
-        list(&token, &["big"]),
+        describe.0 + 5,
+        &format!("{P}big/get/accepted"),
+        foreign,
     );
+    assert!(e.oversize_rounds.is_empty(), "{:?}", e.oversize_rounds);
+}
+
+#[test]
+fn a_late_full_answer_is_the_describe_the_walk_waits_for() {
+    let mut e = engine();
+    let (_, first) = listed(&mut e, &["job"]);
+    let first_token = first["clientToken"].as_str().unwrap().to_owned();
+    // The describes go unanswered until the probe is out.
+    let probe = loop {
+        let at = e.next_deadline().unwrap();
+        let out = publishes(&e.handle(at, Input::Tick));
+        if let Some((_, body)) = out
+            .into_iter()
+            .find(|(_, b)| b["includeJobDocument"] == false)
+        {
+            break (at, body);
+        }
+    };
+    // The answer to the very first describe arrives now, late: the job is started.
+    let late = json!({"clientToken": first_token, "execution": execution("job")});
+    let acts = reply(&mut e, probe.0 + 1, &format!("{P}job/get/accepted"), late);
     assert!(
         publishes(&acts)
             .iter()
-            .any(|(t, _)| t == &format!("{P}big/get")),
+            .any(|(t, b)| t == &format!("{P}job/update") && b["status"] == "IN_PROGRESS"),
         "{acts:?}"
     );
+    // The probe's answer, after it, sets nothing aside.
+    let token = probe.1["clientToken"].as_str().unwrap();
+    let small = json!({"clientToken": token, "execution": {"jobId": "job", "status": "QUEUED",
+        "versionNumber": 1, "executionNumber": 1, "queuedAt": 1, "lastUpdatedAt": 1}});
+    reply(&mut e, probe.0 + 2, &format!("{P}job/get/accepted"), small);
+    assert!(e.set_aside.is_empty(), "{:?}", e.set_aside);
+}
+
+#[test]
+fn describes_missed_while_the_core_is_offline_are_no_sign_of_size() {
+    let mut e = engine();
+    listed(&mut e, &["job"]);
+    e.handle(20, Input::IotConnection { connected: false });
+    let done = run_until(&mut e, 30 * 60_000);
+    let probes = done
+        .iter()
+        .filter(|(_, a)| {
+            matches!(a, Action::Publish { payload, .. }
+            if serde_json::from_slice::<Value>(payload).unwrap()["includeJobDocument"] == false)
+        })
+        .count();
+    assert_eq!(probes, 0, "no size check while offline: {done:?}");
 }
 
 #[test]

@@ -1002,6 +1002,38 @@ fn journal_outcomes_are_reported_for_interrupted_jobs_and_settled_ones_forgotten
     assert_eq!(forgets(&acts), ["reboot-job"]);
 }
 
+/// The pending list still names the job of an earlier run, but it ends in the cloud (e.g. its
+/// in-progress timeout) before the describe: the describe's refusal settles the journal entry.
+#[test]
+fn a_journaled_job_that_ends_before_its_describe_is_forgotten() {
+    for code in ["TerminalStateReached", "ResourceNotFound"] {
+        let mut e = engine(0);
+        let cut_short = JobOutcome {
+            status: JobStatus::Failed,
+            status_details: StatusDetails::new(),
+        };
+        recover(&mut e, "timed-out", 1, cut_short);
+        let (_, get) = published(&e.handle(0, Input::Started));
+        let acts = reply(
+            &mut e,
+            1,
+            &format!("{P}get/accepted"),
+            json!({"clientToken": token(&get),
+            "inProgressJobs": [{"jobId": "timed-out", "executionNumber": 1, "versionNumber": 2}], "queuedJobs": []}),
+        );
+        assert!(forgets(&acts).is_empty(), "still listed: {acts:?}");
+        let (_, d) = published(&acts);
+        let acts = reply(
+            &mut e,
+            2,
+            &format!("{P}timed-out/get/rejected"),
+            json!({"clientToken": token(&d), "code": code}),
+        );
+        assert_eq!(forgets(&acts), ["timed-out"], "{code}");
+        assert_eq!(e.next_deadline(), None, "{code}: idle");
+    }
+}
+
 #[test]
 fn concurrency_is_one_by_default_and_configurable() {
     for (max, expect_started) in [(1usize, 1usize), (2, 2)] {
