@@ -21,6 +21,7 @@ use super::cloud::jobs_service::{ControlError, JobsService, Output as JobsOutput
 use super::cloud::rules::Rule;
 use super::cloud::s3::S3;
 use super::cloud::shadows::{ShadowError, Shadows};
+use super::lookup::LookupMap;
 use super::nucleus::mqtt_connection::{MqttCommand, NucleusMqtt};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -84,7 +85,7 @@ pub struct World {
     rules: BTreeMap<String, Rule>,
     cores: BTreeMap<String, Core>,
     /// Client id → the core whose nucleus holds that connection.
-    client_core: BTreeMap<String, String>,
+    client_core: LookupMap<String, String>,
     timers: BTreeMap<(Millis, u64), Timer>,
     seq: u64,
     observing: bool,
@@ -111,7 +112,7 @@ impl World {
             shadows: Shadows::default(),
             rules: BTreeMap::new(),
             cores: BTreeMap::new(),
-            client_core: BTreeMap::new(),
+            client_core: LookupMap::default(),
             timers: BTreeMap::new(),
             seq: 0,
             observing: false,

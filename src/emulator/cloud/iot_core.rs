@@ -7,9 +7,10 @@
 //! epoch milliseconds).
 
 use super::subscription_tree::SubscriptionTree;
+use crate::emulator::lookup::LookupMap;
 use crate::topic;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 /// Subscriptions one connection may hold; AWS silently ignores the rest.
 pub const MAX_SUBSCRIPTIONS: usize = 50;
@@ -57,13 +58,14 @@ struct Session {
 /// call costs O(log n) in the number of sessions (plus the matching subscribers of a route).
 #[derive(Debug)]
 pub struct Broker {
-    sessions: BTreeMap<String, Session>,
+    /// Sessions by client id (looked up only; expiry keeps its own ordered index).
+    sessions: LookupMap<String, Session>,
     /// Every session's filters, for routing.
     tree: SubscriptionTree,
     /// Disconnected persistent sessions by expiry time.
     expiry: BTreeSet<(u64, String)>,
     /// Per-client presence `versionNumber`, monotonic.
-    versions: BTreeMap<String, u64>,
+    versions: LookupMap<String, u64>,
     next_session_id: u64,
     session_expiry_ms: u64,
 }
@@ -71,10 +73,10 @@ pub struct Broker {
 impl Default for Broker {
     fn default() -> Self {
         Self {
-            sessions: BTreeMap::new(),
+            sessions: LookupMap::default(),
             tree: SubscriptionTree::default(),
             expiry: BTreeSet::new(),
-            versions: BTreeMap::new(),
+            versions: LookupMap::default(),
             next_session_id: 1,
             session_expiry_ms: DEFAULT_SESSION_EXPIRY_MS,
         }
