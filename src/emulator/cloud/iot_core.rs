@@ -328,7 +328,8 @@ impl Broker {
                     session_identifier: session_uuid(session_id),
                     timestamp: now_ms,
                     version_number: *version,
-                }.payload(),
+                }
+                .payload(),
                 qos: 0,
             });
         }
@@ -372,7 +373,8 @@ impl Broker {
                 session_identifier: session_uuid(session_id),
                 timestamp: now_ms,
                 version_number: version,
-            }.payload(),
+            }
+            .payload(),
             qos: 0,
         }]
     }
@@ -539,7 +541,8 @@ fn subscription_event(
             session_identifier: session_uuid(session_id),
             timestamp: now_ms,
             topics,
-        }.payload(),
+        }
+        .payload(),
         qos: 0,
     }]
 }

@@ -8,9 +8,9 @@
 
 use super::iot_core::Publication;
 use crate::topic;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
 /// A rule with a republish action.
 #[derive(Debug, Clone, PartialEq)]
@@ -273,7 +273,11 @@ struct Fields<'a>(Vec<(&'a str, &'a RawValue)>);
 
 impl<'a> Fields<'a> {
     fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.0.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| *v)
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
     }
 }
 
