@@ -11,7 +11,9 @@
 //! Run: `cargo bench --bench fleet` (2,000 devices; `GGJH_FLEET_DEVICES=N` sets the count,
 //! `GGJH_FLEET_JITTERS=0,3000` the jitters, `GGJH_FLEET_QUOTA` the account's Jobs requests per
 //! second, default 200). Prints a table with the wall time and the
-//! process's peak RSS and writes it to `$CARGO_TARGET_DIR/ggjh-fleet-report.txt`.
+//! process's peak RSS, the memory per device, and the machine's load average while it ran (wall
+//! times on a shared machine mean little without it), and writes it to
+//! `$CARGO_TARGET_DIR/ggjh-fleet-report.txt`.
 //! Deterministic: fixed seeds, virtual time.
 
 use greengrass_jobs_handler::emulator::cloud::jobs_service::{JobState, NewJob};
@@ -142,6 +144,16 @@ fn simulate(devices: usize, jitter_ms: u64, quota: u32) -> Outcome {
     }
 }
 
+/// The 1-minute load average (`/proc/loadavg`), if the system has one.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The process's peak resident set (VmHWM), in MiB.
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -175,7 +187,7 @@ fn main() {
         .unwrap_or(DEFAULT_QUOTA_PER_SECOND);
     let mut lines = vec![
         format!("{devices} devices lose their sessions and reconnect at once through the full world (engine, nucleus connection, IoT Core, reconnect rule, Jobs service); the account accepts {quota} Jobs requests/s, then RequestThrottled; 40 ms latency each way"),
-        "jitterMaxMs | peak requests/s | requests | throttled | all jobs SUCCEEDED after | MQTT messages/device | wall time | peak RSS".to_owned(),
+        "devices | jitterMaxMs | peak requests/s | requests | throttled | all jobs SUCCEEDED after | MQTT messages/device | wall time | load | peak RSS | KiB/device".to_owned(),
     ];
     for jitter_ms in jitters {
         let r = simulate(devices, jitter_ms, quota);
@@ -183,15 +195,18 @@ fn main() {
             || format!("never ({} of {})", r.succeeded, r.devices),
             |ms| format!("{:.1} s", ms as f64 / 1000.0),
         );
+        let rss = peak_rss_mib();
+        let load = load_average().map_or_else(|| "?".to_owned(), |l| format!("{l:.1}"));
         lines.push(format!(
-            "{:>11} | {:>15} | {:>8} | {:>9} | {done:>24} | {:>20.1} | {:>7.1} s | {:.0} MiB",
+            "{:>7} | {:>11} | {:>15} | {:>8} | {:>9} | {done:>24} | {:>20.1} | {:>7.1} s | {load:>4} | {rss:.0} MiB | {:.1}",
+            r.devices,
             r.jitter_ms,
             r.peak_per_second,
             r.requests,
             r.throttled,
             r.mqtt_per_device,
             r.wall.as_secs_f64(),
-            peak_rss_mib()
+            rss * 1024.0 / r.devices.max(1) as f64
         ));
         println!("{}", lines.last().map(String::as_str).unwrap_or(""));
     }

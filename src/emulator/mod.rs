@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod cloud;
 pub mod http;
+pub mod lookup;
 pub mod nucleus;
 pub mod shared_world;
 pub mod world;

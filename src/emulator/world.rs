@@ -21,6 +21,7 @@ use super::cloud::jobs_service::{ControlError, JobsService, Output as JobsOutput
 use super::cloud::rules::Rule;
 use super::cloud::s3::S3;
 use super::cloud::shadows::{ShadowError, Shadows};
+use super::lookup::LookupMap;
 use super::nucleus::mqtt_connection::{MqttCommand, NucleusMqtt};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -82,9 +83,10 @@ pub struct World {
     s3: S3,
     shadows: Shadows,
     rules: BTreeMap<String, Rule>,
-    cores: BTreeMap<String, Core>,
+    /// Cores by thing name (looked up only; [`World::cores`] sorts the names).
+    cores: LookupMap<String, Core>,
     /// Client id → the core whose nucleus holds that connection.
-    client_core: BTreeMap<String, String>,
+    client_core: LookupMap<String, String>,
     timers: BTreeMap<(Millis, u64), Timer>,
     seq: u64,
     observing: bool,
@@ -110,8 +112,8 @@ impl World {
             s3,
             shadows: Shadows::default(),
             rules: BTreeMap::new(),
-            cores: BTreeMap::new(),
-            client_core: BTreeMap::new(),
+            cores: LookupMap::default(),
+            client_core: LookupMap::default(),
             timers: BTreeMap::new(),
             seq: 0,
             observing: false,
@@ -266,8 +268,11 @@ impl World {
         self.cores.contains_key(thing)
     }
 
+    /// The cores' thing names, in name order.
     pub fn cores(&self) -> impl Iterator<Item = &str> {
-        self.cores.keys().map(String::as_str)
+        let mut names: Vec<&str> = self.cores.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names.into_iter()
     }
 
     pub fn core_connected(&self, core: &str) -> bool {

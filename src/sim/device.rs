@@ -82,9 +82,8 @@ pub struct ArmedCrash {
 /// whether an armed crash struck. After [`Device::crash`] nothing reaches the device until
 /// [`Device::restart`] and then [`Device::start`].
 pub struct Device {
+    /// The engine; its config (thing name included) is the one a restart starts from.
     engine: Engine,
-    config: EngineConfig,
-    thing: String,
     subscriptions: Vec<String>,
     /// Per subscription: whether it holds a wildcard (the others match one topic exactly).
     wildcard: Vec<bool>,
@@ -111,8 +110,7 @@ pub struct Device {
 
 impl Device {
     pub fn new(config: EngineConfig, seed: u64, work: WorkModel) -> Self {
-        let thing = config.thing_name.clone();
-        let engine = Engine::new(config.clone(), seed);
+        let engine = Engine::new(config, seed);
         let subscriptions = engine.subscriptions();
         let wildcard = subscriptions
             .iter()
@@ -120,8 +118,6 @@ impl Device {
             .collect();
         Self {
             engine,
-            config,
-            thing,
             subscriptions,
             wildcard,
             work,
@@ -141,7 +137,7 @@ impl Device {
     }
 
     pub fn thing(&self) -> &str {
-        &self.thing
+        &self.engine.config().thing_name
     }
 
     pub fn subscriptions(&self) -> &[String] {
@@ -246,7 +242,7 @@ impl Device {
         }
         self.up = true;
         self.restarts += 1;
-        self.engine = Engine::new(self.config.clone(), seed);
+        self.engine = Engine::new(self.engine.config().clone(), seed);
         let now = self.engine_now(now);
         let mut actions = Vec::new();
         for entry in self.shell_journal.entries().to_vec() {
@@ -451,8 +447,8 @@ impl Device {
     fn begin_run(&mut self, now: u64, run: crate::jobs::engine::JobRun) -> DeviceAction {
         self.next_run += 1;
         let run_id = self.next_run;
-        self.shell_journal
-            .run(&run, &format!("{}-run-{run_id}", self.thing), now);
+        let label = format!("{}-run-{run_id}", self.thing());
+        self.shell_journal.run(&run, &label, now);
         let key = (run.job_id.clone(), run.execution_number);
         self.running.insert(key.clone(), run_id);
         self.work_records.entry(key).or_default().runs += 1;

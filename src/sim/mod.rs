@@ -18,13 +18,15 @@ pub mod scenario;
 pub mod shell_journal;
 
 use crate::emulator::cloud::rules::Rule;
+use crate::emulator::lookup::LookupMap;
 use crate::emulator::world::{Millis, Output, World};
 use crate::jobs::engine::EngineConfig;
 use crate::jobs::messages::JobStatus;
 use audit::Audit;
 use device::{ArmedCrash, Device, WorkModel};
 use faults::{FaultKind, HopFaults};
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// Something due at a time.
 #[derive(Debug)]
@@ -44,6 +46,36 @@ enum Event {
     Tick,
     /// The crashed component is started again.
     Restart,
+}
+
+/// An event in the queue: due at `at`, ties broken by `seq` (the order it was queued), so
+/// the queue's order is total and the same on every run.
+#[derive(Debug)]
+struct Queued {
+    at: Millis,
+    seq: u64,
+    device: usize,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
 }
 
 /// How a simulation is set up.
@@ -98,8 +130,9 @@ pub struct Simulation {
     config: SimConfig,
     world: World,
     devices: Vec<Device>,
-    by_core: BTreeMap<String, usize>,
-    queue: BTreeMap<(Millis, u64), (usize, Event)>,
+    by_core: LookupMap<String, usize>,
+    /// Due events, earliest first (a binary heap: a fleet queues millions).
+    queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
     now: Millis,
     log: Vec<String>,
@@ -126,8 +159,8 @@ impl Simulation {
             world,
             config,
             devices: Vec::new(),
-            by_core: BTreeMap::new(),
-            queue: BTreeMap::new(),
+            by_core: LookupMap::default(),
+            queue: BinaryHeap::new(),
             seq: 0,
             log: Vec::new(),
             stats: SimStats::default(),
@@ -309,13 +342,10 @@ impl Simulation {
                         continue;
                     }
                     self.stats.mqtt_messages += 1;
-                    for at in self.arrivals() {
-                        let event = Event::ToDevice {
-                            topic: topic.clone(),
-                            payload: payload.clone(),
-                        };
-                        self.push(at, index, event);
-                    }
+                    self.send(index, topic, payload, |topic, payload| Event::ToDevice {
+                        topic,
+                        payload,
+                    });
                 }
                 Output::ConnectionStatus { core, connected } => {
                     if self.config.log {
@@ -336,28 +366,43 @@ impl Simulation {
         self.outputs = outputs;
     }
 
-    /// When a message sent now arrives, once per copy (none: lost).
-    fn arrivals(&mut self) -> Vec<Millis> {
+    /// Queues a message sent now on its hop: one event per copy that arrives (none: lost).
+    /// Without faults the one copy takes the message itself, uncopied.
+    fn send(
+        &mut self,
+        index: usize,
+        topic: String,
+        payload: Vec<u8>,
+        event: impl Fn(String, Vec<u8>) -> Event,
+    ) {
         let base = self.now + self.config.latency_ms;
         if !self.hop_faults.any() {
-            return vec![base];
+            self.push(base, index, event(topic, payload));
+            return;
         }
         let fate = self.hop_faults.fate(self.world.rng());
         for fault in fate.faults {
             self.count(fault);
         }
-        fate.extra_delays_ms.into_iter().map(|d| base + d).collect()
+        for d in fate.extra_delays_ms {
+            self.push(base + d, index, event(topic.clone(), payload.clone()));
+        }
     }
 
     fn push(&mut self, at: Millis, device: usize, event: Event) {
         self.seq += 1;
-        self.queue.insert((at, self.seq), (device, event));
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            device,
+            event,
+        }));
     }
 
     /// Runs everything due up to `until` (virtual time), in time order.
     pub fn run_until(&mut self, until: Millis) {
         loop {
-            let next_event = self.queue.first_key_value().map(|((at, _), _)| *at);
+            let next_event = self.queue.peek().map(|Reverse(q)| q.at);
             let next_world = self.world.next_deadline();
             let next = match (next_event, next_world) {
                 (Some(a), Some(b)) => a.min(b),
@@ -375,10 +420,10 @@ impl Simulation {
             if next_event != Some(next) {
                 continue;
             }
-            let Some((_, (index, event))) = self.queue.pop_first() else {
+            let Some(Reverse(Queued { device, event, .. })) = self.queue.pop() else {
                 break;
             };
-            self.handle(index, event);
+            self.handle(device, event);
             self.observe();
         }
         self.now = self.now.max(until);
@@ -477,13 +522,10 @@ impl Simulation {
                             String::from_utf8_lossy(&payload)
                         ));
                     }
-                    for at in self.arrivals() {
-                        let event = Event::ToWorld {
-                            topic: topic.clone(),
-                            payload: payload.clone(),
-                        };
-                        self.push(at, index, event);
-                    }
+                    self.send(index, topic, payload, |topic, payload| Event::ToWorld {
+                        topic,
+                        payload,
+                    });
                 }
                 device::DeviceAction::Work {
                     job_id,

@@ -7,9 +7,9 @@
 //! epoch milliseconds).
 
 use super::subscription_tree::SubscriptionTree;
+use crate::emulator::lookup::LookupMap;
 use crate::topic;
-use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 /// Subscriptions one connection may hold; AWS silently ignores the rest.
 pub const MAX_SUBSCRIPTIONS: usize = 50;
@@ -57,13 +57,14 @@ struct Session {
 /// call costs O(log n) in the number of sessions (plus the matching subscribers of a route).
 #[derive(Debug)]
 pub struct Broker {
-    sessions: BTreeMap<String, Session>,
+    /// Sessions by client id (looked up only; expiry keeps its own ordered index).
+    sessions: LookupMap<String, Session>,
     /// Every session's filters, for routing.
     tree: SubscriptionTree,
     /// Disconnected persistent sessions by expiry time.
     expiry: BTreeSet<(u64, String)>,
     /// Per-client presence `versionNumber`, monotonic.
-    versions: BTreeMap<String, u64>,
+    versions: LookupMap<String, u64>,
     next_session_id: u64,
     session_expiry_ms: u64,
 }
@@ -71,10 +72,10 @@ pub struct Broker {
 impl Default for Broker {
     fn default() -> Self {
         Self {
-            sessions: BTreeMap::new(),
+            sessions: LookupMap::default(),
             tree: SubscriptionTree::default(),
             expiry: BTreeSet::new(),
-            versions: BTreeMap::new(),
+            versions: LookupMap::default(),
             next_session_id: 1,
             session_expiry_ms: DEFAULT_SESSION_EXPIRY_MS,
         }
@@ -91,16 +92,16 @@ const PRINCIPAL: &str = "emulated-certificate";
 
 /// A presence event (`connected`, `disconnected`). Fields in name order, as AWS's samples
 /// and the event log have them.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[cfg_attr(test, serde(rename_all = "camelCase"))]
 struct PresenceEvent<'a> {
     client_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     client_initiated_disconnect: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     disconnect_reason: Option<&'a str>,
     event_type: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     ip_address: Option<&'a str>,
     principal_identifier: &'a str,
     session_identifier: String,
@@ -109,8 +110,8 @@ struct PresenceEvent<'a> {
 }
 
 /// A subscription event (`subscribed`, `unsubscribed`), fields in name order.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[cfg_attr(test, serde(rename_all = "camelCase"))]
 struct SubscriptionEvent<'a> {
     client_id: &'a str,
     event_type: &'a str,
@@ -120,13 +121,114 @@ struct SubscriptionEvent<'a> {
     topics: Vec<&'a str>,
 }
 
-/// Serializes a lifecycle event. These structs hold only strings and numbers, which always
-/// serialize; should that ever fail, it is logged and an empty object is published.
-fn event_payload(event: &impl Serialize) -> Vec<u8> {
-    serde_json::to_vec(event).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "a lifecycle event could not be serialized");
-        b"{}".to_vec()
-    })
+/// Lifecycle events are written directly: a fleet's reconnect makes one per SUBSCRIBE, and
+/// the generic serializer spent most of their cost escaping constant keys. The bytes are
+/// those `serde_json` writes for the same struct (compact, fields in order, strings escaped
+/// the same way); a test compares the two.
+struct JsonObject {
+    out: Vec<u8>,
+    first: bool,
+}
+
+impl JsonObject {
+    fn new() -> Self {
+        let mut out = Vec::with_capacity(256);
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    /// `key` is a plain ASCII name that needs no escaping.
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        push_json_str(&mut self.out, value);
+    }
+
+    fn u64(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out.extend_from_slice(value.to_string().as_bytes());
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    fn strs(&mut self, key: &str, values: &[&str]) {
+        self.key(key);
+        self.out.push(b'[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            push_json_str(&mut self.out, v);
+        }
+        self.out.push(b']');
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.out.push(b'}');
+        self.out
+    }
+}
+
+/// A JSON string: copied as it is when nothing in it needs escaping (`"`, `\\`, control
+/// characters, as `serde_json` escapes), else written by `serde_json`.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        // Writing a string into a vector cannot fail; should it, the value is left empty.
+        tracing::error!("a lifecycle event's string could not be written");
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+impl PresenceEvent<'_> {
+    fn payload(&self) -> Vec<u8> {
+        let mut o = JsonObject::new();
+        o.str("clientId", self.client_id);
+        if let Some(v) = self.client_initiated_disconnect {
+            o.bool("clientInitiatedDisconnect", v);
+        }
+        if let Some(v) = self.disconnect_reason {
+            o.str("disconnectReason", v);
+        }
+        o.str("eventType", self.event_type);
+        if let Some(v) = self.ip_address {
+            o.str("ipAddress", v);
+        }
+        o.str("principalIdentifier", self.principal_identifier);
+        o.str("sessionIdentifier", &self.session_identifier);
+        o.u64("timestamp", self.timestamp);
+        o.u64("versionNumber", self.version_number);
+        o.finish()
+    }
+}
+
+impl SubscriptionEvent<'_> {
+    fn payload(&self) -> Vec<u8> {
+        let mut o = JsonObject::new();
+        o.str("clientId", self.client_id);
+        o.str("eventType", self.event_type);
+        o.str("principalIdentifier", self.principal_identifier);
+        o.str("sessionIdentifier", &self.session_identifier);
+        o.u64("timestamp", self.timestamp);
+        o.strs("topics", &self.topics);
+        o.finish()
+    }
 }
 
 fn session_uuid(id: u64) -> String {
@@ -216,7 +318,7 @@ impl Broker {
             *version += 1;
             out.events.push(Publication {
                 topic: format!("$aws/events/presence/connected/{client_id}"),
-                payload: event_payload(&PresenceEvent {
+                payload: PresenceEvent {
                     client_id,
                     client_initiated_disconnect: None,
                     disconnect_reason: None,
@@ -226,7 +328,8 @@ impl Broker {
                     session_identifier: session_uuid(session_id),
                     timestamp: now_ms,
                     version_number: *version,
-                }),
+                }
+                .payload(),
                 qos: 0,
             });
         }
@@ -260,7 +363,7 @@ impl Broker {
         let version = self.versions.get(client_id).copied().unwrap_or(0);
         vec![Publication {
             topic: format!("$aws/events/presence/disconnected/{client_id}"),
-            payload: event_payload(&PresenceEvent {
+            payload: PresenceEvent {
                 client_id,
                 client_initiated_disconnect: Some(client_initiated),
                 disconnect_reason: Some(reason),
@@ -270,7 +373,8 @@ impl Broker {
                 session_identifier: session_uuid(session_id),
                 timestamp: now_ms,
                 version_number: version,
-            }),
+            }
+            .payload(),
             qos: 0,
         }]
     }
@@ -302,6 +406,8 @@ impl Broker {
                 existing.1 = qos;
                 self.tree.insert(filter, client_id, qos);
             } else if s.subscriptions.len() < MAX_SUBSCRIPTIONS {
+                // One session per core of a fleet: grow the list a slot at a time.
+                s.subscriptions.reserve_exact(1);
                 s.subscriptions.push((filter.clone(), qos));
                 self.tree.insert(filter, client_id, qos);
             } else {
@@ -428,14 +534,15 @@ fn subscription_event(
     let topics: Vec<&str> = filters.iter().map(|(f, _)| f.as_str()).collect();
     vec![Publication {
         topic: format!("$aws/events/subscriptions/{event_type}/{client_id}"),
-        payload: event_payload(&SubscriptionEvent {
+        payload: SubscriptionEvent {
             client_id,
             event_type,
             principal_identifier: PRINCIPAL,
             session_identifier: session_uuid(session_id),
             timestamp: now_ms,
             topics,
-        }),
+        }
+        .payload(),
         qos: 0,
     }]
 }
@@ -455,6 +562,58 @@ mod tests {
 
     fn subs(f: &str) -> Vec<(String, u8)> {
         vec![(f.to_owned(), 1)]
+    }
+
+    #[test]
+    fn lifecycle_payloads_are_what_serde_json_writes() {
+        let presence = [
+            PresenceEvent {
+                client_id: "core-1",
+                client_initiated_disconnect: None,
+                disconnect_reason: None,
+                event_type: "connected",
+                ip_address: Some("127.0.0.1"),
+                principal_identifier: PRINCIPAL,
+                session_identifier: session_uuid(7),
+                timestamp: 1_700_000_000_123,
+                version_number: 3,
+            },
+            PresenceEvent {
+                client_id: "odd \"id\"\\\n\u{7}é",
+                client_initiated_disconnect: Some(false),
+                disconnect_reason: Some("CONNECTION_LOST"),
+                event_type: "disconnected",
+                ip_address: None,
+                principal_identifier: PRINCIPAL,
+                session_identifier: session_uuid(u64::MAX),
+                timestamp: 0,
+                version_number: u64::MAX,
+            },
+        ];
+        for e in &presence {
+            assert_eq!(e.payload(), serde_json::to_vec(e).unwrap());
+        }
+        let subscription = [
+            SubscriptionEvent {
+                client_id: "core-1#2",
+                event_type: "subscribed",
+                principal_identifier: PRINCIPAL,
+                session_identifier: session_uuid(1),
+                timestamp: 5,
+                topics: vec!["reconnect/core-1", "a/\"b\"/\t#"],
+            },
+            SubscriptionEvent {
+                client_id: "c",
+                event_type: "unsubscribed",
+                principal_identifier: PRINCIPAL,
+                session_identifier: session_uuid(2),
+                timestamp: 6,
+                topics: Vec::new(),
+            },
+        ];
+        for e in &subscription {
+            assert_eq!(e.payload(), serde_json::to_vec(e).unwrap());
+        }
     }
 
     #[test]

@@ -8,9 +8,9 @@
 
 use super::iot_core::Publication;
 use crate::topic;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// A rule with a republish action.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,14 +261,52 @@ impl Rule {
 /// that sees every lifecycle event of a fleet would otherwise build each whole message). Any
 /// other payload is parsed whole.
 enum Input<'a> {
-    Fields(BTreeMap<&'a str, &'a RawValue>),
+    Fields(Fields<'a>),
     Whole(Value),
+}
+
+/// An object's top-level fields in the order they came, as raw JSON (keys borrowed, so a key
+/// with an escape fails and the payload is parsed whole). A later duplicate key wins, as in a
+/// map. A vector, not a map: a lifecycle event has six fields, and a map's allocation cost
+/// more than finding one of six.
+struct Fields<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = Fields<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Object)
+    }
 }
 
 impl<'a> Input<'a> {
     /// `None` when the payload is not JSON.
     fn parse(payload: &'a [u8]) -> Option<Self> {
-        if let Ok(fields) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(payload) {
+        if let Ok(fields) = serde_json::from_slice::<Fields>(payload) {
             return Some(Self::Fields(fields));
         }
         serde_json::from_slice(payload).ok().map(Self::Whole)
@@ -286,6 +324,7 @@ impl<'a> Input<'a> {
     fn all(&self) -> Map<String, Value> {
         match self {
             Self::Fields(fields) => fields
+                .0
                 .iter()
                 .filter_map(|(k, v)| Some(((*k).to_owned(), serde_json::from_str(v.get()).ok()?)))
                 .collect(),

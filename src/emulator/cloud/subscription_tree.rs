@@ -10,18 +10,20 @@
 //! trie. Lookup costs O(levels × matching wildcard branches), independent of how many other
 //! clients subscribe elsewhere, which a fleet of 100,000 cores needs.
 
-use std::collections::BTreeMap;
+use crate::emulator::lookup::LookupMap;
 
 /// A node's exact next levels: a short sorted vector while there are few (most nodes of a
-/// fleet's tree have one or two children), a B-tree once there are many (the level of thing
-/// names under `$aws/things` has one child per thing).
+/// fleet's tree have one or two children; it grows one slot at a time, as a vector's doubling
+/// would leave most of a fleet's nodes with room for four), a hash map once there are many
+/// (the level of thing names under `$aws/things` has one child per thing). Matching only
+/// looks children up, so the hash map's order never shows.
 #[derive(Debug)]
 enum Children {
     Few(Vec<(Box<str>, Node)>),
-    Many(BTreeMap<Box<str>, Node>),
+    Many(LookupMap<Box<str>, Node>),
 }
 
-/// Above this many children a node switches to a B-tree.
+/// Above this many children a node switches to a hash map.
 const FEW_CHILDREN: usize = 16;
 
 impl Default for Children {
@@ -69,6 +71,7 @@ impl Children {
                 let i = match v.binary_search_by(|(l, _)| (**l).cmp(level)) {
                     Ok(i) => i,
                     Err(i) => {
+                        v.reserve_exact(1);
                         v.insert(i, (level.into(), Node::default()));
                         i
                     }
@@ -125,6 +128,8 @@ impl Clients {
                 false
             }
             Err(i) => {
+                // Most nodes hold one client: grow a slot at a time.
+                self.0.reserve_exact(1);
                 self.0.insert(i, (client.into(), qos));
                 true
             }

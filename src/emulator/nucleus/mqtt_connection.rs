@@ -283,6 +283,8 @@ impl NucleusMqtt {
             }
             return Vec::new();
         }
+        // A fleet holds a million of these lists: grow them a slot at a time.
+        self.filters.reserve_exact(1);
         self.filters.push(Filter {
             filter: filter.to_owned(),
             qos,

@@ -9,6 +9,7 @@
 //! indexes true. Must not know: the Jobs rules (who may change what, notifications, retries),
 //! jobs' documents, wire formats or time sources.
 
+use crate::emulator::lookup::LookupMap;
 use crate::jobs::messages::{JobStatus, StatusDetails};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -150,7 +151,8 @@ impl Slot {
 pub struct Store {
     next_id: u64,
     all: BTreeMap<ExecId, Execution>,
-    things: BTreeMap<String, ThingIndex>,
+    /// Per thing (looked up only, never iterated).
+    things: LookupMap<String, ThingIndex>,
     jobs: BTreeMap<String, JobIndex>,
     deadlines: BTreeSet<(u64, ExecId)>,
 }
