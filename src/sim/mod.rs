@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod device;
 pub mod faults;
+pub mod report;
 pub mod scenario;
 pub mod shell_journal;
 
@@ -44,6 +45,8 @@ enum Event {
     Tick,
     /// The crashed component is started again.
     Restart,
+    /// The nucleus's SubscribeToIoTCoreConnectionStatus stream reports a change.
+    Connection { connected: bool },
 }
 
 /// How a simulation is set up.
@@ -60,6 +63,9 @@ pub struct SimConfig {
     pub nucleus_jobs: bool,
     /// Keep an event log (costs memory on large fleets).
     pub log: bool,
+    /// Hand each change of a core's IoT Core connection to its component
+    /// (SubscribeToIoTCoreConnectionStatus); off: the component is never told.
+    pub connection_status: bool,
 }
 
 impl Default for SimConfig {
@@ -71,6 +77,7 @@ impl Default for SimConfig {
             reconnect_rule: true,
             nucleus_jobs: true,
             log: false,
+            connection_status: false,
         }
     }
 }
@@ -322,6 +329,12 @@ impl Simulation {
                         self.log
                             .push(format!("{} status {core} connected={connected}", self.now));
                     }
+                    if self.config.connection_status {
+                        if let Some(&index) = self.by_core.get(&core) {
+                            let now = self.now;
+                            self.push(now, index, Event::Connection { connected });
+                        }
+                    }
                 }
                 Output::Observed { at, topic, payload } => {
                     if self.config.log {
@@ -451,6 +464,10 @@ impl Simulation {
                 }
                 self.carry();
                 actions.extend(self.devices[index].start(now));
+                self.act(index, actions);
+            }
+            Event::Connection { connected } => {
+                let actions = self.devices[index].connection(now, connected);
                 self.act(index, actions);
             }
         }
