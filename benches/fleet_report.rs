@@ -244,7 +244,13 @@ fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
 }
 
 fn command_line(devices: usize) -> String {
-    let mut parts = vec![format!("GGJH_REPORT_DEVICES={devices}")];
+    // Profile overrides in force (e.g. a build without LTO, which links in minutes).
+    let mut parts: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CARGO_PROFILE_BENCH_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    parts.sort();
+    parts.push(format!("GGJH_REPORT_DEVICES={devices}"));
     if let Ok(s) = std::env::var("GGJH_REPORT_SCENARIOS") {
         parts.push(format!("GGJH_REPORT_SCENARIOS={s}"));
     }

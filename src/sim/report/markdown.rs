@@ -50,6 +50,7 @@ pub fn render(
     );
     let _ = writeln!(out, "- **rule + ConnectionStatus**: the same, and each CONNECTED event of the nucleus's SubscribeToIoTCoreConnectionStatus stream queries too.\n");
     let _ = writeln!(out, "Columns: **stranded** = online devices whose execution is not terminal at the end; **99 % / 100 %** = virtual time from the job's creation until that share of the fleet SUCCEEDED, and its ratio to the ideal (N / rate); **peak req/s** = the most Jobs requests the devices sent in one second of virtual time (the quota is {}); **throttled** = requests refused for the quota; **MQTT/device** = PUBLISH packets between the cores and IoT Core both ways (components and nuclei) per device over the run, and that rate scaled to a day; **wall** and **peak RSS** = the simulation's own cost (RSS high-water mark, reset before each run).\n", config.quota_per_second);
+    let _ = writeln!(out, "Reading the cost columns: a run's messages are the job's own (query, describe, start, result and their answers, the notifications, the nucleus's traffic on reconnects) plus, for the polling strategies, a query and its answer per device and period; scaled to a day the event-driven strategies look as if the job ran again every run length, so compare the run column for one job and the poll periods for the steady cost (a 5-minute poll alone is 2 × 288 = 576 messages per device and day).\n");
     let _ = writeln!(out, "## Machine and command\n");
     let _ = writeln!(out, "```text\n{}\n```\n", machine.trim_end());
     let _ = writeln!(out, "```sh\n{command}\n```\n");
