@@ -93,7 +93,18 @@ pub struct World {
     jobs_quota: Option<RateQuota>,
     /// Jobs requests refused for the account quota.
     quota_refusals: u64,
+    mqtt_counts: MqttCounts,
     outputs: Vec<Output>,
+}
+
+/// PUBLISH packets between the cores' nuclei and IoT Core, every connection of every core
+/// (the components' messages and the nuclei's own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MqttCounts {
+    /// Sent by a core's nucleus to IoT Core.
+    pub from_cores: u64,
+    /// Delivered by IoT Core to a core's nucleus.
+    pub to_cores: u64,
 }
 
 impl World {
@@ -119,6 +130,7 @@ impl World {
             observing: false,
             jobs_quota: None,
             quota_refusals: 0,
+            mqtt_counts: MqttCounts::default(),
             outputs: Vec::new(),
         }
     }
@@ -167,6 +179,11 @@ impl World {
             per_second,
             window: (0, 0),
         });
+    }
+
+    /// PUBLISH packets between the cores and IoT Core so far.
+    pub fn mqtt_counts(&self) -> MqttCounts {
+        self.mqtt_counts
     }
 
     /// Jobs requests refused with RequestThrottled for the account quota so far.
@@ -443,6 +460,7 @@ impl World {
                     publication,
                 } => {
                     let client = c.mqtt.client_id(connection);
+                    self.mqtt_counts.from_cores += 1;
                     self.client_publish(&client, publication);
                 }
             }
@@ -651,6 +669,7 @@ impl World {
 
     fn deliver(&mut self, delivery: Delivery) {
         if let Some(core) = self.client_core.get(&delivery.client_id) {
+            self.mqtt_counts.to_cores += 1;
             self.outputs.push(Output::Deliver {
                 core: core.clone(),
                 topic: delivery.topic,

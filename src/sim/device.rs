@@ -277,6 +277,16 @@ impl Device {
         self.carry(now, actions)
     }
 
+    /// The core's IoT Core connection changed (the nucleus's ConnectionStatus stream).
+    pub fn connection(&mut self, now: u64, connected: bool) -> Vec<DeviceAction> {
+        if !self.up {
+            return Vec::new();
+        }
+        let now = self.engine_now(now);
+        let actions = self.engine.handle(now, Input::IotConnection { connected });
+        self.carry(now, actions)
+    }
+
     /// The work of run `run` ended (ignored when that run was stopped or died).
     pub fn work_done(
         &mut self,

@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod device;
 pub mod faults;
+pub mod report;
 pub mod scenario;
 pub mod shell_journal;
 
@@ -46,6 +47,8 @@ enum Event {
     Tick,
     /// The crashed component is started again.
     Restart,
+    /// The nucleus's SubscribeToIoTCoreConnectionStatus stream reports a change.
+    Connection { connected: bool },
 }
 
 /// An event in the queue: due at `at`, ties broken by `seq` (the order it was queued), so
@@ -92,6 +95,9 @@ pub struct SimConfig {
     pub nucleus_jobs: bool,
     /// Keep an event log (costs memory on large fleets).
     pub log: bool,
+    /// Hand each change of a core's IoT Core connection to its component
+    /// (SubscribeToIoTCoreConnectionStatus); off: the component is never told.
+    pub connection_status: bool,
 }
 
 impl Default for SimConfig {
@@ -103,6 +109,7 @@ impl Default for SimConfig {
             reconnect_rule: true,
             nucleus_jobs: true,
             log: false,
+            connection_status: false,
         }
     }
 }
@@ -352,6 +359,12 @@ impl Simulation {
                         self.log
                             .push(format!("{} status {core} connected={connected}", self.now));
                     }
+                    if self.config.connection_status {
+                        if let Some(&index) = self.by_core.get(&core) {
+                            let now = self.now;
+                            self.push(now, index, Event::Connection { connected });
+                        }
+                    }
                 }
                 Output::Observed { at, topic, payload } => {
                     if self.config.log {
@@ -496,6 +509,10 @@ impl Simulation {
                 }
                 self.carry();
                 actions.extend(self.devices[index].start(now));
+                self.act(index, actions);
+            }
+            Event::Connection { connected } => {
+                let actions = self.devices[index].connection(now, connected);
                 self.act(index, actions);
             }
         }

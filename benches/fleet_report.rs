@@ -1,0 +1,314 @@
+//! The fleet report: every scenario of `sim::report` under every strategy, at fleet scale,
+//! written to `bench/REPORT.md` with SVG plots beside it.
+//!
+//! Run: `cargo bench --bench fleet_report`. `GGJH_REPORT_DEVICES` sets the fleet (default
+//! 100,000), `GGJH_REPORT_SCENARIOS` a comma-separated subset of `rollout`, `exponential`,
+//! `clean-reconnect`, `offline-hour`, `GGJH_REPORT_OUT` the folder (default `bench/` of the
+//! crate). This file is the shell: it measures each run's wall time and peak RSS (the
+//! process's high-water mark, reset before each run through `/proc/self/clear_refs`),
+//! describes the machine, draws the plots with `plotters` and writes the files; the runs
+//! themselves are deterministic (fixed seed, virtual time).
+
+use greengrass_jobs_handler::sim::report::markdown::{self, ScenarioSection};
+use greengrass_jobs_handler::sim::report::metrics::RunMetrics;
+use greengrass_jobs_handler::sim::report::scenario::Scenario;
+use greengrass_jobs_handler::sim::report::strategy::Strategy;
+use greengrass_jobs_handler::sim::report::{self, ReportConfig};
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+fn main() {
+    // Under `cargo test --benches` the bench binary is run without --bench: skip.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("fleet report: run with `cargo bench --bench fleet_report`");
+        return;
+    }
+    let devices: usize = env_parse("GGJH_REPORT_DEVICES").unwrap_or(100_000);
+    let scenarios: Vec<Scenario> = match std::env::var("GGJH_REPORT_SCENARIOS") {
+        Ok(list) => Scenario::ALL
+            .into_iter()
+            .filter(|s| list.split(',').any(|x| x.trim() == s.slug()))
+            .collect(),
+        Err(_) => Scenario::ALL.to_vec(),
+    };
+    let out_dir = std::env::var("GGJH_REPORT_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench"));
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("cannot create {}: {e}", out_dir.display());
+        std::process::exit(2);
+    }
+    let config = ReportConfig::new(devices);
+    let command = command_line(devices);
+    let machine_before = machine();
+    let mut sections = Vec::new();
+    for scenario in scenarios {
+        let mut runs = Vec::new();
+        for strategy in Strategy::ALL {
+            reset_peak_rss();
+            let started = Instant::now();
+            let mut m = report::run(&config, scenario, strategy);
+            m.wall = Some(started.elapsed());
+            m.peak_rss_bytes = peak_rss_bytes();
+            println!(
+                "{} / {}: stranded {}, succeeded {}/{}, 100 % after {:?} ms (ideal {} ms), peak {} req/s, {:.1} MQTT/device, wall {:.1} s",
+                scenario.slug(),
+                strategy.name(),
+                m.stranded,
+                m.succeeded,
+                m.devices,
+                m.t100_ms,
+                m.ideal_ms,
+                m.peak_requests_per_second,
+                m.mqtt_per_device(),
+                m.wall.map_or(0.0, |w| w.as_secs_f64())
+            );
+            runs.push((strategy, m));
+        }
+        let mut plots = Vec::new();
+        for (name, draw) in [
+            ("succeeded", plot_succeeded as PlotFn),
+            ("requests", plot_requests as PlotFn),
+        ] {
+            let file = format!("{}-{name}.svg", scenario.slug());
+            match draw(&out_dir.join(&file), &config, scenario, &runs) {
+                Ok(()) => plots.push(file),
+                Err(e) => eprintln!("plot {file} not drawn: {e}"),
+            }
+        }
+        sections.push(ScenarioSection {
+            scenario,
+            runs,
+            plots,
+        });
+        // Written after every scenario, so a long run leaves what it finished.
+        let machine = format!("{machine_before}\nload average at the end: {}", load());
+        let text = markdown::render(&config, &machine, &command, &sections);
+        let path = out_dir.join("REPORT.md");
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("cannot write {}: {e}", path.display());
+            std::process::exit(2);
+        }
+        println!("wrote {}", path.display());
+    }
+}
+
+type PlotFn = fn(&Path, &ReportConfig, Scenario, &[(Strategy, RunMetrics)]) -> Result<(), String>;
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(255, 127, 14),
+    RGBColor(188, 189, 34),
+    RGBColor(140, 86, 75),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+];
+
+/// Devices SUCCEEDED over virtual time, one line per strategy, and the ideal rollout.
+fn plot_succeeded(
+    path: &Path,
+    config: &ReportConfig,
+    scenario: Scenario,
+    runs: &[(Strategy, RunMetrics)],
+) -> Result<(), String> {
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let horizon_min = config.horizon_ms(scenario) as f64 / 60_000.0;
+    let n = config.devices as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "{}: devices SUCCEEDED ({} devices)",
+                scenario.slug(),
+                config.devices
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..horizon_min, 0f64..n * 1.02)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("virtual minutes after the job's creation")
+        .y_desc("devices SUCCEEDED")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let ideal_min = scenario.ideal_ms(&config.scenario_params()) as f64 / 60_000.0;
+    chart
+        .draw_series(LineSeries::new(
+            [(0.0, 0.0), (ideal_min, n), (horizon_min, n)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| e.to_string())?
+        .label("ideal (N / rate)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+    for (i, (strategy, m)) in runs.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points = m
+            .succeeded_series
+            .iter()
+            .map(|s| (s.at_ms as f64 / 60_000.0, s.succeeded as f64));
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(strategy.name())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// The busiest second of each minute, per strategy (log scale), against the quota.
+fn plot_requests(
+    path: &Path,
+    config: &ReportConfig,
+    scenario: Scenario,
+    runs: &[(Strategy, RunMetrics)],
+) -> Result<(), String> {
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let horizon_min = config.horizon_ms(scenario) as f64 / 60_000.0;
+    let peak = runs
+        .iter()
+        .map(|(_, m)| m.peak_requests_per_second)
+        .max()
+        .unwrap_or(1)
+        .max(u64::from(config.quota_per_second)) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "{}: Jobs requests in the busiest second of each minute ({} devices)",
+                scenario.slug(),
+                config.devices
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..horizon_min, (1f64..peak * 2.0).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("virtual minutes after the job's creation")
+        .y_desc("requests / s")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let quota = f64::from(config.quota_per_second);
+    chart
+        .draw_series(LineSeries::new(
+            [(0.0, quota), (horizon_min, quota)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| e.to_string())?
+        .label(format!("account quota {}/s", config.quota_per_second))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+    let minutes = (config.horizon_ms(scenario) / 60_000) + 1;
+    for (i, (strategy, m)) in runs.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points = (0..minutes).map(|minute| {
+            let v = m
+                .peak_requests_per_minute
+                .get(&minute)
+                .copied()
+                .unwrap_or(0);
+            (minute as f64 + 0.5, (v as f64).max(1.0))
+        });
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(strategy.name())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn command_line(devices: usize) -> String {
+    // Profile overrides in force (e.g. a build without LTO, which links in minutes).
+    let mut parts: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CARGO_PROFILE_BENCH_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    parts.sort();
+    parts.push(format!("GGJH_REPORT_DEVICES={devices}"));
+    if let Ok(s) = std::env::var("GGJH_REPORT_SCENARIOS") {
+        parts.push(format!("GGJH_REPORT_SCENARIOS={s}"));
+    }
+    parts.push("cargo bench --bench fleet_report".to_owned());
+    parts.join(" ")
+}
+
+/// nproc, the CPU model, memory and load, from /proc.
+fn machine() -> String {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown", |(_, m)| m.trim())
+        .to_owned();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = |key: &str| {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or("unknown".to_owned(), |kb| {
+                format!("{:.1} GiB", kb / 1_048_576.0)
+            })
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "nproc: {nproc}\nCPU: {model}\nmemory: {} total, {} available at the start\nkernel: {}\nload average at the start: {}",
+        mem("MemTotal:"),
+        mem("MemAvailable:"),
+        kernel.trim(),
+        load()
+    )
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Resets the process's RSS high-water mark (Linux: `5` to clear_refs).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's RSS high-water mark since the last reset (VmHWM).
+fn peak_rss_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}

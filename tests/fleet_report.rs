@@ -1,0 +1,157 @@
+//! The fleet report's logic at a small scale: every scenario, the strategies whose difference
+//! the report is about, and facts about the outcome that a regression would break (no timing).
+
+use greengrass_jobs_handler::sim::report::markdown::{self, ScenarioSection};
+use greengrass_jobs_handler::sim::report::metrics::RunMetrics;
+use greengrass_jobs_handler::sim::report::scenario::Scenario;
+use greengrass_jobs_handler::sim::report::strategy::Strategy;
+use greengrass_jobs_handler::sim::report::{run, ReportConfig};
+
+const DEVICES: usize = 300;
+const MINUTE: u64 = 60_000;
+
+/// 300 devices at 100 things a minute (a three-minute rollout), booted over a minute; the
+/// tail is long enough for a 5-minute poll to catch up.
+fn config() -> ReportConfig {
+    let mut c = ReportConfig::new(DEVICES);
+    c.rate_per_minute = 100;
+    c.boot_window_ms = MINUTE;
+    c.settle_ms = MINUTE;
+    c.outage_ms = 2 * MINUTE;
+    c.tail_ms = 8 * MINUTE;
+    c
+}
+
+fn assert_completes_no_faster_than_ideal(m: &RunMetrics) {
+    let t100 = m.t100_ms.expect("every device SUCCEEDED");
+    assert!(
+        t100 >= m.ideal_ms,
+        "100 % after {t100} ms, below the rollout's ideal {} ms",
+        m.ideal_ms
+    );
+    let t99 = m.t99_ms.expect("99 % SUCCEEDED");
+    assert!(t99 <= t100);
+    assert!(m.mqtt_per_device() > 0.0 && m.mqtt_per_device_per_day() > m.mqtt_per_device());
+}
+
+#[test]
+fn a_mid_rollout_clean_reconnect_strands_notify_next_only_but_not_the_rule() {
+    let c = config();
+    let flawed = run(&c, Scenario::CleanReconnect, Strategy::NotifyNextOnly);
+    let fixed = run(
+        &c,
+        Scenario::CleanReconnect,
+        Strategy::RuleAndConnectionStatus,
+    );
+    let polled = run(&c, Scenario::CleanReconnect, Strategy::Poll { minutes: 5 });
+    // The outage covers most of the rollout: everything released meanwhile is lost.
+    assert!(
+        flawed.stranded > DEVICES / 4,
+        "notify-next only stranded {} of {DEVICES}",
+        flawed.stranded
+    );
+    assert_eq!(flawed.t100_ms, None);
+    assert_eq!(flawed.succeeded + flawed.stranded, DEVICES);
+    for m in [&fixed, &polled] {
+        assert_eq!(m.stranded, 0);
+        assert_eq!(m.succeeded, DEVICES);
+        assert_completes_no_faster_than_ideal(m);
+    }
+    // Polling pays for its recovery in requests.
+    assert!(polled.jobs_requests > flawed.jobs_requests);
+}
+
+#[test]
+fn an_hour_offline_strands_only_the_offline_devices_without_a_signal() {
+    let c = config();
+    let flawed = run(&c, Scenario::OfflineHour, Strategy::NotifyNextOnly);
+    let fixed = run(&c, Scenario::OfflineHour, Strategy::Rule);
+    // Every hundredth device was offline past its session's expiry.
+    let offline = DEVICES.div_ceil(100);
+    assert!(
+        (1..=offline).contains(&flawed.stranded),
+        "stranded {} (offline {offline})",
+        flawed.stranded
+    );
+    assert_eq!(fixed.stranded, 0);
+    assert_completes_no_faster_than_ideal(&fixed);
+    // The offline devices finish only after they are back.
+    assert!(fixed.t100_ms.is_some_and(|t| t >= c.offline_ms));
+}
+
+#[test]
+fn rollouts_finish_everywhere_and_not_before_their_rate_allows() {
+    let c = config();
+    let fixed_rate = run(&c, Scenario::Rollout, Strategy::NotifyNextOnly);
+    let exponential = run(&c, Scenario::Exponential, Strategy::NotifyNextOnly);
+    for m in [&fixed_rate, &exponential] {
+        assert_eq!(m.stranded, 0);
+        assert_completes_no_faster_than_ideal(m);
+        assert!(m.peak_requests_per_second > 0);
+    }
+    // The exponential rate starts slower than the maximum.
+    assert!(exponential.ideal_ms > fixed_rate.ideal_ms);
+    assert!(exponential.t100_ms > fixed_rate.t100_ms);
+    // Same settings, same run.
+    assert_eq!(
+        run(&c, Scenario::Rollout, Strategy::NotifyNextOnly),
+        fixed_rate
+    );
+
+    let text = markdown::render(
+        &c,
+        "nproc: 1",
+        "cargo bench --bench fleet_report",
+        &[ScenarioSection {
+            scenario: Scenario::Rollout,
+            runs: vec![(Strategy::NotifyNextOnly, fixed_rate.clone())],
+            plots: vec!["rollout-succeeded.svg".into()],
+        }],
+    );
+    assert!(text.contains("| notify-next only | 0 | 300 |"), "{text}");
+    assert!(text.contains("![rollout-succeeded.svg](rollout-succeeded.svg)"));
+}
+
+/// The simulation's ConnectionStatus knob: without the rule, only the nucleus's CONNECTED
+/// event tells the component to look again after a clean reconnect.
+#[test]
+fn connection_status_alone_recovers_a_job_lost_with_the_session() {
+    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
+    use greengrass_jobs_handler::jobs::engine::EngineConfig;
+    use greengrass_jobs_handler::jobs::messages::JobStatus;
+    use greengrass_jobs_handler::sim::device::WorkModel;
+    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
+
+    let outcome = |connection_status: bool| {
+        let mut sim = Simulation::new(SimConfig {
+            reconnect_rule: false,
+            connection_status,
+            ..SimConfig::default()
+        });
+        sim.add_device(EngineConfig::new("core-1"), WorkModel::default());
+        let t = sim.now() + MINUTE;
+        sim.run_until(t);
+        sim.world_mut().core_disconnect("core-1");
+        sim.carry();
+        let job = NewJob {
+            job_id: "j1".into(),
+            targets: vec!["core-1".into()],
+            document: serde_json::json!({"operation": "echo"}),
+            ..NewJob::default()
+        };
+        sim.world_mut()
+            .jobs_control(|jobs, now| jobs.create_job(job, now))
+            .expect("job created");
+        sim.carry();
+        sim.world_mut().core_reconnect("core-1", true);
+        sim.carry();
+        let t = sim.now() + 5 * MINUTE;
+        sim.run_until(t);
+        sim.world()
+            .jobs()
+            .execution("j1", "core-1", None)
+            .map(|e| e.status)
+    };
+    assert_eq!(outcome(true), Some(JobStatus::Succeeded));
+    assert_eq!(outcome(false), Some(JobStatus::Queued));
+}
