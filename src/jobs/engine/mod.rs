@@ -141,8 +141,9 @@ pub enum Input<'a> {
     /// restart); a changed reconnect topic comes back as [`Action::Subscribe`].
     Reconfigure(EngineConfig),
     /// The core's IoT Core connection changed (SubscribeToIoTCoreConnectionStatus). Connected:
-    /// query exactly as a reconnect message does (jitter, bursts collapsed). Disconnected:
-    /// noted; requests in flight are left to their response timeouts.
+    /// query exactly as a reconnect message does (jitter, bursts collapsed), and retries of
+    /// requests that went unanswered go out after the same jitter. Disconnected: noted;
+    /// requests in flight are left to their response timeouts.
     IotConnection { connected: bool },
     /// The nucleus does not report the core's IoT Core connection (SubscribeToIoTCoreConnectionStatus
     /// refused or ended): whether the core is online is unknown from now on.
@@ -392,6 +393,7 @@ impl Engine {
                 tracing::info!("IoT Core connection is up: re-querying jobs");
                 self.connection_reported(now, Connection::Up);
                 self.schedule_query(now, true);
+                self.bring_retries_forward(now);
             }
             Input::IotConnection { connected: false } => {
                 tracing::info!("IoT Core connection is down; queries resume when it is back");

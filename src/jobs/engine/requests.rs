@@ -79,6 +79,9 @@ pub(super) struct Retry {
     pub(super) request: Request,
     pub(super) attempt: u32,
     pub(super) timeouts: u32,
+    /// The last attempt got no usable answer (rather than a refusal for now): a reconnect
+    /// may be what it was waiting for.
+    pub(super) unanswered: bool,
 }
 
 /// Longest `clientToken` the service accepts.
@@ -108,6 +111,7 @@ impl Engine {
             request,
             attempt,
             timeouts,
+            unanswered: true,
         });
     }
 
@@ -123,7 +127,23 @@ impl Engine {
             request,
             attempt,
             timeouts: 0,
+            unanswered: false,
         });
+    }
+
+    /// The connection came back (a reconnect message, or CONNECTED): a request whose answer
+    /// went missing most likely went missing with the connection, so its retry goes out
+    /// after the reconnect's jitter instead of waiting out its back-off. Refusals for now
+    /// (throttling) keep their back-off; the attempt count is kept either way.
+    pub(super) fn bring_retries_forward(&mut self, now: Millis) {
+        for i in 0..self.retries.len() {
+            if !self.retries[i].unanswered {
+                continue;
+            }
+            let soon = now + self.jitter();
+            let retry = &mut self.retries[i];
+            retry.at = retry.at.min(soon);
+        }
     }
 
     pub(super) fn token(&mut self) -> String {

@@ -41,6 +41,7 @@ impl Engine {
         if topic == self.config.reconnect_topic {
             tracing::info!(%topic, "reconnect message: the connection came back, re-querying jobs");
             self.schedule_query(now, true);
+            self.bring_retries_forward(now);
             return;
         }
         let Some(kind) = self.topics.parse(topic) else {

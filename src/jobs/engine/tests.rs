@@ -1702,3 +1702,44 @@ fn a_silence_found_at_a_timeout_queries_in_the_same_tick() {
     }
     assert!(resubscribed, "the silence was never noticed");
 }
+
+#[test]
+fn a_reconnect_sends_a_result_whose_answer_went_missing_without_waiting_out_its_back_off() {
+    for signal in ["reconnect message", "CONNECTED"] {
+        let mut config = EngineConfig::new(THING);
+        config.max_jitter = Duration::ZERO;
+        config.response_timeout = Duration::from_secs(10);
+        config.base_backoff = Duration::from_secs(60);
+        config.max_backoff = Duration::from_secs(300);
+        let mut e = Engine::new(config, 7);
+        run_one(&mut e, "j");
+        let result = finish(&mut e, 10, "j", JobStatus::Succeeded);
+        // No answer: the result waits a minute or more before its retry.
+        e.handle(10_010, Input::Tick);
+        let retry_at = e.next_deadline().unwrap();
+        assert!(retry_at >= 70_010, "{signal}: {retry_at}");
+        let acts = match signal {
+            "reconnect message" => e.handle(
+                20_000,
+                msg(&format!("reconnect/{THING}"), br#"{"clientId":"core-1"}"#),
+            ),
+            _ => e.handle(20_000, Input::IotConnection { connected: true }),
+        };
+        let updates: Vec<Value> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::Publish { topic, payload } if *topic == format!("{P}j/update") => {
+                    serde_json::from_slice(payload).ok()
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(updates.len(), 1, "{signal}: {acts:?}");
+        assert_eq!(updates[0]["status"], result["status"], "{signal}");
+        assert_ne!(
+            token(&updates[0]),
+            token(&result),
+            "{signal}: a fresh token"
+        );
+    }
+}
