@@ -222,19 +222,23 @@ fn a_late_full_answer_is_the_describe_the_walk_waits_for() {
     assert!(e.set_aside.is_empty(), "{:?}", e.set_aside);
 }
 
+/// How many of `done`'s publishes are size probes (describes without the document).
+fn size_probes(done: &[(Millis, Action)]) -> usize {
+    done.iter()
+        .filter(|(_, a)| {
+            matches!(a, Action::Publish { payload, .. }
+            if serde_json::from_slice::<Value>(payload).unwrap()["includeJobDocument"] == false)
+        })
+        .count()
+}
+
 #[test]
 fn describes_missed_while_the_core_is_offline_are_no_sign_of_size() {
     let mut e = engine();
     listed(&mut e, &["job"]);
     e.handle(20, Input::IotConnection { connected: false });
     let done = run_until(&mut e, 30 * 60_000);
-    let probes = done
-        .iter()
-        .filter(|(_, a)| {
-            matches!(a, Action::Publish { payload, .. }
-            if serde_json::from_slice::<Value>(payload).unwrap()["includeJobDocument"] == false)
-        })
-        .count();
+    let probes = size_probes(&done);
     assert_eq!(probes, 0, "no size check while offline: {done:?}");
 }
 
@@ -243,13 +247,7 @@ fn a_probe_that_is_not_answered_either_is_silence_not_size() {
     let mut e = engine();
     listed(&mut e, &["big"]);
     let done = run_until(&mut e, 120_000);
-    let probes = done
-        .iter()
-        .filter(|(_, a)| {
-            matches!(a, Action::Publish { payload, .. }
-            if serde_json::from_slice::<Value>(payload).unwrap()["includeJobDocument"] == false)
-        })
-        .count();
+    let probes = size_probes(&done);
     assert!(probes >= 1);
     assert!(
         e.set_aside.is_empty(),
