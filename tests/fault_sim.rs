@@ -6,13 +6,37 @@
 //! test (from `GGJH_SIM_FIRST_SEED`, default 0); `GGJH_SIM_SEED=n` replays one seed with its
 //! event log.
 
+use greengrass_jobs_handler::emulator::cloud::jobs_service::{
+    JobsService, NewJob, Output, RetryConfig,
+};
+use greengrass_jobs_handler::jobs::engine::EngineConfig;
+use greengrass_jobs_handler::jobs::messages::JobStatus;
+use greengrass_jobs_handler::sim::device::WorkModel;
 use greengrass_jobs_handler::sim::faults::FaultKind;
 use greengrass_jobs_handler::sim::scenario::{self, Outcome};
+use greengrass_jobs_handler::sim::{SimConfig, Simulation};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Seeds per test by default; the tests below split the default run in four.
 const DEFAULT_SEEDS_PER_TEST: u64 = 260;
 const SPLIT: u64 = 4;
+
+/// A simulation with the default set-up whose audit checks every event.
+fn audited_simulation() -> Simulation {
+    let mut sim = Simulation::new(SimConfig::default());
+    sim.enable_audit();
+    sim
+}
+
+/// The audit found nothing wrong in the run so far.
+fn assert_no_violations(sim: &Simulation) {
+    let violations = sim
+        .audit()
+        .map(|a| a.violations().to_vec())
+        .unwrap_or_default();
+    assert!(violations.is_empty(), "{violations:?}");
+}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
@@ -138,14 +162,7 @@ fn one_seed_is_one_run() {
 /// never ran (the update names its execution).
 #[test]
 fn a_result_never_lands_on_the_retry_of_its_execution() {
-    use greengrass_jobs_handler::emulator::cloud::jobs_service::{NewJob, RetryConfig};
-    use greengrass_jobs_handler::jobs::engine::EngineConfig;
-    use greengrass_jobs_handler::jobs::messages::JobStatus;
-    use greengrass_jobs_handler::sim::device::WorkModel;
-    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
-
-    let mut sim = Simulation::new(SimConfig::default());
-    sim.enable_audit();
+    let mut sim = audited_simulation();
     sim.add_device(EngineConfig::new("core-a"), WorkModel::default());
     let job = NewJob {
         job_id: "slow".into(),
@@ -178,11 +195,7 @@ fn a_result_never_lands_on_the_retry_of_its_execution() {
         "the retry is {} but its work never completed ({record:?})",
         retry.status
     );
-    let violations = sim
-        .audit()
-        .map(|a| a.violations().to_vec())
-        .unwrap_or_default();
-    assert!(violations.is_empty(), "{violations:?}");
+    assert_no_violations(&sim);
 }
 
 /// The job is canceled while the start request is on its way: the start is refused
@@ -190,14 +203,7 @@ fn a_result_never_lands_on_the_retry_of_its_execution() {
 /// start wrote must go; nothing is left behind.
 #[test]
 fn a_start_that_loses_to_a_cancel_leaves_no_journal_entry() {
-    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
-    use greengrass_jobs_handler::jobs::engine::EngineConfig;
-    use greengrass_jobs_handler::jobs::messages::JobStatus;
-    use greengrass_jobs_handler::sim::device::WorkModel;
-    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
-
-    let mut sim = Simulation::new(SimConfig::default());
-    sim.enable_audit();
+    let mut sim = audited_simulation();
     sim.add_device(EngineConfig::new("core-a"), WorkModel::default());
     let job = NewJob {
         job_id: "raced".into(),
@@ -234,11 +240,7 @@ fn a_start_that_loses_to_a_cancel_leaves_no_journal_entry() {
         sim.devices()[0].shell_journal().entries()
     );
     sim.check_settled(false);
-    let violations = sim
-        .audit()
-        .map(|a| a.violations().to_vec())
-        .unwrap_or_default();
-    assert!(violations.is_empty(), "{violations:?}");
+    assert_no_violations(&sim);
 }
 
 /// One job at a time: the start of one job is throttled and waits out its back-off; meanwhile
@@ -247,15 +249,7 @@ fn a_start_that_loses_to_a_cancel_leaves_no_journal_entry() {
 /// first start is then refused, the device must look again and run the second.
 #[test]
 fn a_refused_start_looks_again_for_jobs_listed_while_it_was_busy() {
-    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
-    use greengrass_jobs_handler::jobs::engine::EngineConfig;
-    use greengrass_jobs_handler::jobs::messages::JobStatus;
-    use greengrass_jobs_handler::sim::device::WorkModel;
-    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
-    use std::time::Duration;
-
-    let mut sim = Simulation::new(SimConfig::default());
-    sim.enable_audit();
+    let mut sim = audited_simulation();
     let mut config = EngineConfig::new("core-a");
     config.max_jitter = Duration::from_millis(500);
     config.base_backoff = Duration::from_secs(30);
@@ -305,18 +299,13 @@ fn a_refused_start_looks_again_for_jobs_listed_while_it_was_busy() {
         "the second job ran"
     );
     sim.check_settled(false);
-    let violations = sim
-        .audit()
-        .map(|a| a.violations().to_vec())
-        .unwrap_or_default();
-    assert!(violations.is_empty(), "{violations:?}");
+    assert_no_violations(&sim);
 }
 
 /// Executions of many things that time out at the same instant are handled in a defined
 /// order (the things' names), so a seed replays the same in any process.
 #[test]
 fn simultaneous_timeouts_fire_in_a_defined_order() {
-    use greengrass_jobs_handler::emulator::cloud::jobs_service::{JobsService, NewJob, Output};
     let mut jobs = JobsService::default();
     let things: Vec<String> = (0..20).map(|i| format!("thing-{i:02}")).collect();
     for t in &things {
@@ -412,15 +401,7 @@ fn reliability_md_figures_name_their_commands() {
 /// to "another instance" (seed 761903 before the first fix; 464721 and 937714, where a second
 /// crash came first, before every start of one execution carried the journal's one marker).
 fn a_late_first_start_is_ours(crash_again: bool) {
-    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
-    use greengrass_jobs_handler::jobs::engine::EngineConfig;
-    use greengrass_jobs_handler::jobs::messages::JobStatus;
-    use greengrass_jobs_handler::sim::device::WorkModel;
-    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
-    use std::time::Duration;
-
-    let mut sim = Simulation::new(SimConfig::default());
-    sim.enable_audit();
+    let mut sim = audited_simulation();
     sim.set_restart_delay(100, 100);
     let mut config = EngineConfig::new("core-a");
     config.max_jitter = Duration::ZERO;
@@ -481,11 +462,7 @@ fn a_late_first_start_is_ours(crash_again: bool) {
         "the job ran and was reported"
     );
     sim.check_settled(false);
-    let violations = sim
-        .audit()
-        .map(|a| a.violations().to_vec())
-        .unwrap_or_default();
-    assert!(violations.is_empty(), "{violations:?}");
+    assert_no_violations(&sim);
 }
 
 #[test]
@@ -504,14 +481,7 @@ fn a_start_of_the_crashed_process_landing_after_another_crash_is_still_ours() {
 /// the fix).
 #[test]
 fn a_start_refused_for_a_removed_execution_forgets_it_when_the_next_one_starts() {
-    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
-    use greengrass_jobs_handler::jobs::engine::EngineConfig;
-    use greengrass_jobs_handler::jobs::messages::JobStatus;
-    use greengrass_jobs_handler::sim::device::WorkModel;
-    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
-
-    let mut sim = Simulation::new(SimConfig::default());
-    sim.enable_audit();
+    let mut sim = audited_simulation();
     sim.add_device(EngineConfig::new("core-a"), WorkModel::default());
     sim.world_mut()
         .jobs_mut()
@@ -559,11 +529,7 @@ fn a_start_refused_for_a_removed_execution_forgets_it_when_the_next_one_starts()
         Some(JobStatus::Succeeded)
     );
     sim.check_settled(false);
-    let violations = sim
-        .audit()
-        .map(|a| a.violations().to_vec())
-        .unwrap_or_default();
-    assert!(violations.is_empty(), "{violations:?}");
+    assert_no_violations(&sim);
 }
 
 /// A continuous job's execution is deleted while its result is on its way and the core
@@ -572,14 +538,7 @@ fn a_start_refused_for_a_removed_execution_forgets_it_when_the_next_one_starts()
 /// execution, which never ran (seed 400184 before the fix).
 #[test]
 fn a_result_never_lands_on_a_new_execution_that_reuses_the_number() {
-    use greengrass_jobs_handler::emulator::cloud::jobs_service::NewJob;
-    use greengrass_jobs_handler::jobs::engine::EngineConfig;
-    use greengrass_jobs_handler::jobs::messages::JobStatus;
-    use greengrass_jobs_handler::sim::device::WorkModel;
-    use greengrass_jobs_handler::sim::{SimConfig, Simulation};
-
-    let mut sim = Simulation::new(SimConfig::default());
-    sim.enable_audit();
+    let mut sim = audited_simulation();
     sim.add_device(EngineConfig::new("core-a"), WorkModel::default());
     sim.world_mut()
         .jobs_mut()
@@ -631,11 +590,7 @@ fn a_result_never_lands_on_a_new_execution_that_reuses_the_number() {
     sim.release_held();
     sim.run_until(t + 5 * 60 * 1_000);
     sim.check_settled(false);
-    let violations = sim
-        .audit()
-        .map(|a| a.violations().to_vec())
-        .unwrap_or_default();
-    assert!(violations.is_empty(), "{violations:?}");
+    assert_no_violations(&sim);
 }
 
 /// Seeds of the long runs that once broke an invariant and are fixed: each must stay clean.
