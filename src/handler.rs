@@ -17,7 +17,7 @@ use crate::ipc::{IpcClient, IpcError};
 use crate::jobs::engine::{
     Action, Engine, EngineConfig, Input, JobOutcome, JobRun, Millis, Record,
 };
-use crate::journal::{self, InFlightJob, Journal, Phase};
+use crate::journal::{self, InFlightJob, Journal};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -199,30 +199,18 @@ fn record(journal: &SharedJournal, record: Record) {
             job_id,
             execution_number,
             marker,
-        } => lock(journal).begin(InFlightJob {
-            job_id: job_id.clone(),
-            execution_number: *execution_number,
-            started_at_ms: crate::clock::epoch_ms(),
-            updated_at_ms: crate::clock::epoch_ms(),
-            boot_id: journal::boot_id(),
-            phase: Phase::Starting as i32,
-            start_marker: marker.clone(),
-            ..InFlightJob::default()
-        }),
+        } => lock(journal).begin(InFlightJob::starting(
+            job_id,
+            *execution_number,
+            marker,
+            crate::clock::epoch_ms(),
+            journal::boot_id(),
+        )),
         Record::Finished {
             job_id,
             execution_number,
             outcome,
-        } => lock(journal).update(job_id, *execution_number, |entry| {
-            entry.phase = Phase::Finished as i32;
-            entry.pid = 0;
-            entry.result_status = outcome.status.as_str().to_owned();
-            entry.result_details = outcome
-                .status_details
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-        }),
+        } => lock(journal).update(job_id, *execution_number, |entry| entry.finish(outcome)),
     };
     if let Err(e) = result {
         tracing::error!(?record, error = %e, "journal write failed");

@@ -146,6 +146,41 @@ pub struct Recovery {
     pub kill_process_group: Option<u32>,
 }
 
+impl InFlightJob {
+    /// The entry written before a start request goes out: the start's `marker`, the time and
+    /// the boot it was sent in.
+    pub fn starting(
+        job_id: &str,
+        execution_number: i64,
+        marker: &str,
+        now_ms: u64,
+        boot_id: String,
+    ) -> Self {
+        Self {
+            job_id: job_id.to_owned(),
+            execution_number,
+            started_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            boot_id,
+            phase: Phase::Starting as i32,
+            start_marker: marker.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Marks the work as ended with `outcome`, before the result is reported.
+    pub fn finish(&mut self, outcome: &JobOutcome) {
+        self.phase = Phase::Finished as i32;
+        self.pid = 0;
+        self.result_status = outcome.status.as_str().to_owned();
+        self.result_details = outcome
+            .status_details
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+    }
+}
+
 /// The outcome a FINISHED entry holds (`None` when its status is unreadable).
 fn journaled_result(job: &InFlightJob) -> Option<JobOutcome> {
     let status: JobStatus =

@@ -47,16 +47,13 @@ impl ShellJournal {
                 job_id,
                 execution_number,
                 marker,
-            } => self.begin(InFlightJob {
-                job_id: job_id.clone(),
-                execution_number: *execution_number,
-                started_at_ms: now,
-                updated_at_ms: now,
-                boot_id: BOOT_ID.to_owned(),
-                phase: Phase::Starting as i32,
-                start_marker: marker.clone(),
-                ..InFlightJob::default()
-            }),
+            } => self.begin(InFlightJob::starting(
+                job_id,
+                *execution_number,
+                marker,
+                now,
+                BOOT_ID.to_owned(),
+            )),
             Record::Finished {
                 job_id,
                 execution_number,
@@ -64,15 +61,8 @@ impl ShellJournal {
             } => {
                 if let Some(i) = self.position(job_id, *execution_number) {
                     let entry = &mut self.entries[i];
-                    entry.phase = Phase::Finished as i32;
-                    entry.pid = 0;
+                    entry.finish(outcome);
                     entry.updated_at_ms = now;
-                    entry.result_status = outcome.status.as_str().to_owned();
-                    entry.result_details = outcome
-                        .status_details
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
                 }
             }
         }
