@@ -155,3 +155,33 @@ fn connection_status_alone_recovers_a_job_lost_with_the_session() {
     assert_eq!(outcome(true), Some(JobStatus::Succeeded));
     assert_eq!(outcome(false), Some(JobStatus::Queued));
 }
+
+#[test]
+fn a_fleet_over_the_accounts_quota_backs_off_instead_of_storming() {
+    // 300 devices polling every 5 minutes (1 request a second) in a 15-minute rollout (about
+    // 5 requests per device: 1.7 a second) against 3 requests a second: in the rollout's
+    // bursts the fleet asks for more than the account grants, as 50,000 devices polling every
+    // 5 minutes in a rollout at 1,000 a minute do against 200 a second. Throttled devices must
+    // spread their retries until the fleet's offered load is near the quota, not retry so
+    // soon that most requests are refused (a per-request back-off capped at 30 s had 76 %
+    // of them refused here, and 88 % at 50,000 devices).
+    let mut c = config();
+    c.quota_per_second = 3;
+    c.rate_per_minute = 20;
+    c.tail_ms = 30 * MINUTE;
+    let m = run(&c, Scenario::Rollout, Strategy::Poll { minutes: 5 });
+    assert_eq!(m.stranded, 0);
+    assert_eq!(m.succeeded, DEVICES);
+    assert!(
+        m.throttled * 2 <= m.jobs_requests,
+        "{} of {} requests throttled",
+        m.throttled,
+        m.jobs_requests
+    );
+    assert!(
+        m.peak_requests_per_second <= 10 * u64::from(c.quota_per_second),
+        "peak {} requests/s against a quota of {}",
+        m.peak_requests_per_second,
+        c.quota_per_second
+    );
+}

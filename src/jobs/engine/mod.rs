@@ -70,7 +70,10 @@ pub struct EngineConfig {
     pub max_backoff: Duration,
     /// Cap of the back-off after the service refused a request for now. Each wait is drawn
     /// uniformly from zero to the doubled delay (full jitter): a fleet's retries spread over
-    /// the whole window, and a device retries within this cap of the service recovering.
+    /// the whole window, and a device retries within this cap of the service recovering. The
+    /// default, 120 s, trades the two: a larger cap spreads a large fleet further (N devices
+    /// over a quota of Q a second offer about 2N/cap requests a second), a smaller one ends a
+    /// rollout's tail sooner.
     pub max_throttle_backoff: Duration,
     /// Query this often even without a reconnect message (off when `None`).
     pub safety_poll: Option<Duration>,
@@ -102,7 +105,7 @@ impl EngineConfig {
             response_timeout: Duration::from_secs(10),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
-            max_throttle_backoff: Duration::from_secs(30),
+            max_throttle_backoff: Duration::from_secs(120),
             safety_poll: None,
             step_timeout_minutes: None,
             max_concurrent_jobs: 1,
@@ -257,6 +260,9 @@ pub struct Engine {
     oversize_warned: BTreeSet<String>,
     /// Rounds in a row of unanswered describes and an answered probe, per job.
     oversize_rounds: BTreeMap<String, u32>,
+    /// How far the throttling back-off has doubled: one more per refusal for now, one less
+    /// per accepted answer (see `retry_throttled`).
+    throttle_level: u32,
 }
 
 fn ms(d: Duration) -> Millis {
@@ -291,6 +297,7 @@ impl Engine {
             set_aside: BTreeMap::new(),
             oversize_warned: BTreeSet::new(),
             oversize_rounds: BTreeMap::new(),
+            throttle_level: 0,
         }
     }
 

@@ -116,16 +116,22 @@ impl Engine {
     }
 
     /// Retries after the service refused for now (RequestThrottled, InternalError): full
-    /// jitter over a window that doubles per attempt up to `max_throttle_backoff`.
+    /// jitter over a window that doubles per refusal up to `max_throttle_backoff`. The
+    /// doubling is the engine's, not the request's: a request refused while the service is
+    /// busy starts from the window its predecessors reached (less one step per accepted
+    /// answer since), so a fleet over the account's quota keeps spreading its requests
+    /// instead of every new request retrying within a second.
     pub(super) fn retry_throttled(&mut self, now: Millis, request: Request, attempt: u32) {
         let base = ms(self.config.base_backoff).max(1);
         let cap = ms(self.config.max_throttle_backoff).max(base);
-        let window = base.saturating_mul(1u64 << attempt.min(20)).min(cap);
+        let level = attempt.max(self.throttle_level).min(20);
+        self.throttle_level = level + 1;
+        let window = base.saturating_mul(1u64 << level).min(cap);
         let wait = self.rng.u64(0..=window).max(1);
         self.retries.push(Retry {
             at: now + wait,
             request,
-            attempt,
+            attempt: level,
             timeouts: 0,
             unanswered: false,
         });

@@ -92,6 +92,7 @@ impl Engine {
                 | ResponseTopic::UpdateAccepted(_)
         );
         if accepted {
+            self.throttle_level = self.throttle_level.saturating_sub(1);
             self.on_accepted(now, flight, payload, out);
         } else {
             match serde_json::from_slice::<Rejected>(payload) {
