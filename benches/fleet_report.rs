@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench --bench fleet_report`. `GGJH_REPORT_DEVICES` sets the fleet (default
 //! 100,000), `GGJH_REPORT_SCENARIOS` a comma-separated subset of `rollout`, `exponential`,
-//! `clean-reconnect`, `offline-hour`, `GGJH_REPORT_OUT` the folder (default `bench/` of the
+//! `clean-reconnect`, `offline-hour`, `GGJH_REPORT_STRATEGIES` a subset of `notify-next`, `poll-5`,
+//! `poll-15`, `poll-60`, `rule`, `rule-status`, `GGJH_REPORT_OUT` the folder (default `bench/` of the
 //! crate). This file is the shell: it measures each run's wall time and peak RSS (the
 //! process's high-water mark, reset before each run through `/proc/self/clear_refs`),
 //! describes the machine, draws the plots with `plotters` and writes the files; the runs
@@ -32,6 +33,13 @@ fn main() {
             .collect(),
         Err(_) => Scenario::ALL.to_vec(),
     };
+    let strategies: Vec<Strategy> = match std::env::var("GGJH_REPORT_STRATEGIES") {
+        Ok(list) => Strategy::ALL
+            .into_iter()
+            .filter(|s| list.split(',').any(|x| x.trim() == s.slug()))
+            .collect(),
+        Err(_) => Strategy::ALL.to_vec(),
+    };
     let out_dir = std::env::var("GGJH_REPORT_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench"));
@@ -45,7 +53,7 @@ fn main() {
     let mut sections = Vec::new();
     for scenario in scenarios {
         let mut runs = Vec::new();
-        for strategy in Strategy::ALL {
+        for &strategy in &strategies {
             reset_peak_rss();
             let started = Instant::now();
             let mut m = report::run(&config, scenario, strategy);
@@ -251,8 +259,10 @@ fn command_line(devices: usize) -> String {
         .collect();
     parts.sort();
     parts.push(format!("GGJH_REPORT_DEVICES={devices}"));
-    if let Ok(s) = std::env::var("GGJH_REPORT_SCENARIOS") {
-        parts.push(format!("GGJH_REPORT_SCENARIOS={s}"));
+    for key in ["GGJH_REPORT_SCENARIOS", "GGJH_REPORT_STRATEGIES"] {
+        if let Ok(s) = std::env::var(key) {
+            parts.push(format!("{key}={s}"));
+        }
     }
     parts.push("cargo bench --bench fleet_report".to_owned());
     parts.join(" ")

@@ -37,6 +37,8 @@ impl ShellJournal {
         if let Some(i) = self.position(&entry.job_id, entry.execution_number) {
             self.entries.remove(i);
         }
+        // Most devices hold one entry at a time: room for one, not a vector's first four.
+        self.entries.reserve_exact(1);
         self.entries.push(entry);
     }
 

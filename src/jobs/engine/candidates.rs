@@ -235,6 +235,8 @@ impl Engine {
                     }
                     None => {}
                 }
+                // Usually one job at a time: room for one, not a vector's first four.
+                self.active.reserve_exact(1);
                 self.active.push(Active {
                     job_id: e.job_id.clone(),
                     execution_number: e.execution_number,

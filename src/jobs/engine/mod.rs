@@ -33,6 +33,7 @@
 
 mod active;
 mod candidates;
+mod in_flight;
 mod oversize;
 mod query;
 mod recovery;
@@ -47,8 +48,9 @@ pub use candidates::MAX_LISTED_QUEUED;
 use super::messages::StatusDetails;
 use super::topics::JobsTopics;
 use active::Active;
+use in_flight::InFlightTable;
 use query::QueryState;
-use requests::{InFlight, Retry};
+use requests::Retry;
 use silence::{Connection, Silence};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -225,7 +227,7 @@ pub struct Engine {
     next_token: u64,
     /// Requests awaiting a response, by client token, in the order they were sent (the
     /// token's sequence number), so that timeouts fire in a defined order.
-    in_flight: BTreeMap<u64, InFlight>,
+    in_flight: InFlightTable,
     /// Requests waiting out a back-off, retried in (time, order of scheduling).
     retries: Vec<Retry>,
     query: QueryState,
@@ -280,7 +282,7 @@ impl Engine {
             rng,
             token_prefix,
             next_token: 0,
-            in_flight: BTreeMap::new(),
+            in_flight: InFlightTable::default(),
             retries: Vec::new(),
             query: QueryState::Idle,
             requery: false,

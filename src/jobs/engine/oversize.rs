@@ -82,12 +82,12 @@ impl Engine {
     /// attempt answers it as well.
     pub(super) fn take_walk_describe(&mut self, job_id: &str) -> Option<InFlight> {
         let walks = |r: &Request| matches!(r, Request::Describe { job_id: j } | Request::SizeProbe { job_id: j } if j == job_id);
-        if let Some(token) = self
+        let token = self
             .in_flight
             .iter()
             .find(|(_, f)| walks(&f.request))
-            .map(|(t, _)| *t)
-        {
+            .map(|(t, _)| *t);
+        if let Some(token) = token {
             let f = self.in_flight.remove(&token)?;
             return Some(InFlight {
                 request: Request::Describe {

@@ -45,6 +45,16 @@ impl Strategy {
         }
     }
 
+    /// A name without spaces (`GGJH_REPORT_STRATEGIES` of the report's bench).
+    pub fn slug(self) -> String {
+        match self {
+            Self::NotifyNextOnly => "notify-next".to_owned(),
+            Self::Poll { minutes } => format!("poll-{minutes}"),
+            Self::Rule => "rule".to_owned(),
+            Self::RuleAndConnectionStatus => "rule-status".to_owned(),
+        }
+    }
+
     /// What the strategy sets in the simulation.
     pub fn apply_to_sim(self, config: &mut SimConfig) {
         let (rule, status) = match self {
