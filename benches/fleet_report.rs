@@ -4,7 +4,8 @@
 //! Run: `cargo bench --bench fleet_report`. `GGJH_REPORT_DEVICES` sets the fleet (default
 //! 100,000), `GGJH_REPORT_SCENARIOS` a comma-separated subset of `rollout`, `exponential`,
 //! `clean-reconnect`, `offline-hour`, `GGJH_REPORT_STRATEGIES` a subset of `notify-next`, `poll-5`,
-//! `poll-15`, `poll-60`, `rule`, `rule-status`, `GGJH_REPORT_OUT` the folder (default `bench/` of the
+//! `poll-15`, `poll-60`, `rule`, `rule-status`, `GGJH_REPORT_QUOTA` the account's Jobs requests a
+//! second (default 200), `GGJH_REPORT_OUT` the folder (default `bench/` of the
 //! crate). This file is the shell: it measures each run's wall time and peak RSS (the
 //! process's high-water mark, reset before each run through `/proc/self/clear_refs`),
 //! describes the machine, draws the plots with `plotters` and writes the files; the runs
@@ -47,7 +48,11 @@ fn main() {
         eprintln!("cannot create {}: {e}", out_dir.display());
         std::process::exit(2);
     }
-    let config = ReportConfig::new(devices);
+    let mut config = ReportConfig::new(devices);
+    if let Some(quota) = env_parse("GGJH_REPORT_QUOTA") {
+        config.quota_per_second = quota;
+        config.rule_jitter_ms = report::sized_jitter_ms(devices, quota);
+    }
     let command = command_line(devices);
     let machine_before = machine();
     let mut sections = Vec::new();
@@ -259,7 +264,11 @@ fn command_line(devices: usize) -> String {
         .collect();
     parts.sort();
     parts.push(format!("GGJH_REPORT_DEVICES={devices}"));
-    for key in ["GGJH_REPORT_SCENARIOS", "GGJH_REPORT_STRATEGIES"] {
+    for key in [
+        "GGJH_REPORT_QUOTA",
+        "GGJH_REPORT_SCENARIOS",
+        "GGJH_REPORT_STRATEGIES",
+    ] {
         if let Ok(s) = std::env::var(key) {
             parts.push(format!("{key}={s}"));
         }
