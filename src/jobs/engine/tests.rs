@@ -1603,18 +1603,18 @@ fn throttling_storm(config: EngineConfig, jobs: usize, throttle: usize) -> (Mill
 }
 
 #[test]
-fn after_a_throttling_storm_queued_jobs_start_within_the_cap_of_recovery() {
-    // The production defaults: no-response back-off up to 300 s, throttling back-off 120 s.
+fn after_a_throttling_storm_queued_jobs_start_within_a_minute_of_recovery() {
+    // The production defaults: no-response back-off up to 300 s, throttling back-off 30 s.
     let (recovered_at, runs) = throttling_storm(EngineConfig::new(THING), 5, 20);
     assert_eq!(runs.len(), 5, "{runs:?}");
     for run in &runs {
         assert!(
-            *run <= recovered_at + 120_000,
+            *run <= recovered_at + 60_000,
             "job run at {run} ms, service recovered at {recovered_at} ms"
         );
     }
     // The storm itself was not hammered: 20 answers took at least a few minutes.
-    assert!(recovered_at >= 180_000, "{recovered_at}");
+    assert!(recovered_at >= 60_000, "{recovered_at}");
 }
 
 /// Log lines written while `f` runs.
