@@ -27,20 +27,10 @@ fn main() {
         return;
     }
     let devices: usize = env_parse("GGJH_REPORT_DEVICES").unwrap_or(100_000);
-    let scenarios: Vec<Scenario> = match std::env::var("GGJH_REPORT_SCENARIOS") {
-        Ok(list) => Scenario::ALL
-            .into_iter()
-            .filter(|s| list.split(',').any(|x| x.trim() == s.slug()))
-            .collect(),
-        Err(_) => Scenario::ALL.to_vec(),
-    };
-    let strategies: Vec<Strategy> = match std::env::var("GGJH_REPORT_STRATEGIES") {
-        Ok(list) => Strategy::ALL
-            .into_iter()
-            .filter(|s| list.split(',').any(|x| x.trim() == s.slug()))
-            .collect(),
-        Err(_) => Strategy::ALL.to_vec(),
-    };
+    let scenarios = env_subset("GGJH_REPORT_SCENARIOS", &Scenario::ALL, |s| {
+        s.slug().to_owned()
+    });
+    let strategies = env_subset("GGJH_REPORT_STRATEGIES", &Strategy::ALL, |s| s.slug());
     let out_dir = std::env::var("GGJH_REPORT_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench"));
@@ -250,6 +240,18 @@ fn plot_requests(
         .draw()
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())
+}
+
+/// The items of `all` whose slug the comma-separated list in `name` names (all when unset).
+fn env_subset<T: Copy>(name: &str, all: &[T], slug: impl Fn(T) -> String) -> Vec<T> {
+    match std::env::var(name) {
+        Ok(list) => all
+            .iter()
+            .copied()
+            .filter(|&item| list.split(',').any(|x| x.trim() == slug(item)))
+            .collect(),
+        Err(_) => all.to_vec(),
+    }
 }
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
