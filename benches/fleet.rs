@@ -16,6 +16,11 @@
 //! `$CARGO_TARGET_DIR/ggjh-fleet-report.txt`.
 //! Deterministic: fixed seeds, virtual time.
 
+/// A fleet allocates and frees millions of small messages; mimalloc does that faster than
+/// the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use greengrass_jobs_handler::emulator::cloud::jobs_service::{JobState, NewJob};
 use greengrass_jobs_handler::jobs::engine::EngineConfig;
 use greengrass_jobs_handler::jobs::messages::JobStatus;

@@ -11,6 +11,11 @@
 //! describes the machine, draws the plots with `plotters` and writes the files; the runs
 //! themselves are deterministic (fixed seed, virtual time).
 
+/// A fleet allocates and frees millions of small messages; mimalloc does that faster than
+/// the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use greengrass_jobs_handler::sim::report::markdown::{self, ScenarioSection};
 use greengrass_jobs_handler::sim::report::metrics::RunMetrics;
 use greengrass_jobs_handler::sim::report::scenario::Scenario;

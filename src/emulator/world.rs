@@ -599,13 +599,14 @@ impl World {
         }
         if let Some((thing, rest)) = jobs_request(&publication.topic) {
             self.observe(&publication.topic, &publication.payload);
-            if self.over_jobs_quota() {
+            let outputs = if self.over_jobs_quota() {
                 self.quota_refusals += 1;
-                self.jobs.throttle(thing, 1);
-            }
-            let outputs =
                 self.jobs
-                    .handle_device_request(thing, rest, &publication.payload, self.now);
+                    .refuse_over_quota(thing, rest, &publication.payload, self.now)
+            } else {
+                self.jobs
+                    .handle_device_request(thing, rest, &publication.payload, self.now)
+            };
             self.jobs_outputs(Some(client), outputs);
             return;
         }
@@ -695,4 +696,51 @@ fn jobs_request(topic: &str) -> Option<(&str, &str)> {
     let (thing, rest) = rest.split_once('/')?;
     let rest = rest.strip_prefix("jobs/")?;
     Some((thing, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The replies `core` got since the last call: (topic, payload as JSON).
+    fn replies(world: &mut World) -> Vec<(String, serde_json::Value)> {
+        world
+            .take_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Deliver { topic, payload, .. } => {
+                    Some((topic, serde_json::from_slice(&payload).ok()?))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_request_over_the_account_quota_is_refused_alone_and_leaves_nothing_behind() {
+        let mut world = World::new(1, 1_000_000);
+        world.add_core("core-1", false).unwrap();
+        world.set_jobs_rate_quota(Some(1));
+        let get = "$aws/things/core-1/jobs/get";
+        world.core_publish("core-1", get, br#"{"clientToken":"a"}"#.to_vec(), 1);
+        world.take_outputs();
+        // Over the quota: refused with the request's token.
+        world.core_publish("core-1", get, br#"{"clientToken":"b"}"#.to_vec(), 1);
+        let refused = replies(&mut world);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0, format!("{get}/rejected"));
+        assert_eq!(refused[0].1["code"], "RequestThrottled");
+        assert_eq!(refused[0].1["clientToken"], "b");
+        // Over the quota on a topic that is no Jobs API: InvalidTopic, and no refusal owed
+        // to the thing's next request.
+        let bogus = "$aws/things/core-1/jobs/no/such/api";
+        world.core_publish("core-1", bogus, b"{}".to_vec(), 1);
+        let invalid = replies(&mut world);
+        assert_eq!(invalid[0].1["code"], "InvalidTopic");
+        assert_eq!(world.quota_refusals(), 2);
+        world.advance_to(world.now() + 1_000);
+        world.core_publish("core-1", get, b"{}".to_vec(), 1);
+        let next = replies(&mut world);
+        assert_eq!(next[0].0, format!("{get}/accepted"), "{next:?}");
+    }
 }

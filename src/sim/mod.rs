@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod device;
+pub mod event_queue;
 pub mod faults;
 pub mod report;
 pub mod scenario;
@@ -25,9 +26,9 @@ use crate::jobs::engine::EngineConfig;
 use crate::jobs::messages::JobStatus;
 use audit::Audit;
 use device::{ArmedCrash, Device, WorkModel};
+use event_queue::EventQueue;
 use faults::{FaultKind, HopFaults};
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 /// Something due at a time.
 #[derive(Debug)]
@@ -51,34 +52,11 @@ enum Event {
     Connection { connected: bool },
 }
 
-/// An event in the queue: due at `at`, ties broken by `seq` (the order it was queued), so
-/// the queue's order is total and the same on every run.
+/// An event in the queue, for one device.
 #[derive(Debug)]
 struct Queued {
-    at: Millis,
-    seq: u64,
     device: usize,
     event: Event,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
 }
 
 /// How a simulation is set up.
@@ -138,9 +116,8 @@ pub struct Simulation {
     world: World,
     devices: Vec<Device>,
     by_core: LookupMap<String, usize>,
-    /// Due events, earliest first (a binary heap: a fleet queues millions).
-    queue: BinaryHeap<Reverse<Queued>>,
-    seq: u64,
+    /// Due events, earliest first; ties in the order queued (a fleet queues millions).
+    queue: EventQueue<Queued>,
     now: Millis,
     log: Vec<String>,
     stats: SimStats,
@@ -167,8 +144,7 @@ impl Simulation {
             config,
             devices: Vec::new(),
             by_core: LookupMap::default(),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::default(),
             log: Vec::new(),
             stats: SimStats::default(),
             outputs: Vec::new(),
@@ -403,19 +379,13 @@ impl Simulation {
     }
 
     fn push(&mut self, at: Millis, device: usize, event: Event) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            device,
-            event,
-        }));
+        self.queue.push(at, Queued { device, event });
     }
 
     /// Runs everything due up to `until` (virtual time), in time order.
     pub fn run_until(&mut self, until: Millis) {
         loop {
-            let next_event = self.queue.peek().map(|Reverse(q)| q.at);
+            let next_event = self.queue.next_at();
             let next_world = self.world.next_deadline();
             let next = match (next_event, next_world) {
                 (Some(a), Some(b)) => a.min(b),
@@ -433,7 +403,7 @@ impl Simulation {
             if next_event != Some(next) {
                 continue;
             }
-            let Some(Reverse(Queued { device, event, .. })) = self.queue.pop() else {
+            let Some((_, Queued { device, event })) = self.queue.pop() else {
                 break;
             };
             self.handle(device, event);

@@ -11,6 +11,7 @@ use crate::topic;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// A rule with a republish action.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,12 +205,10 @@ impl Rule {
         if let Some(cond) = &self.condition {
             // get() out of range or on a non-array is Undefined; startswith(Undefined) is
             // Undefined; a WHERE that is not true does nothing.
-            let field = input.field(&cond.field)?;
-            let element = match cond.index {
-                Some(i) => field.as_array()?.get(i)?.clone(),
-                None => field,
-            };
-            if !element.as_str()?.starts_with(&cond.prefix) {
+            if !input
+                .text(&cond.field, cond.index)?
+                .starts_with(&cond.prefix)
+            {
                 return None;
             }
         }
@@ -320,6 +319,39 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// A top-level string field, or (`index`) the string at that position of an array field;
+    /// `None` when it is missing or not a string. Parses only what it reads: a WHERE on every
+    /// lifecycle event of a fleet must not build each message's values.
+    fn text(&self, name: &str, index: Option<usize>) -> Option<Cow<'a, str>> {
+        fn string(raw: &str) -> Option<Cow<'_, str>> {
+            match serde_json::from_str::<&str>(raw) {
+                Ok(s) => Some(Cow::Borrowed(s)),
+                // Escaped text cannot be borrowed.
+                Err(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+            }
+        }
+        match self {
+            Self::Fields(fields) => {
+                let raw = fields.get(name)?.get();
+                match index {
+                    None => string(raw),
+                    Some(i) => {
+                        let elements: Vec<&'a RawValue> = serde_json::from_str(raw).ok()?;
+                        string(elements.get(i)?.get())
+                    }
+                }
+            }
+            Self::Whole(value) => {
+                let field = value.get(name)?;
+                let element = match index {
+                    Some(i) => field.as_array()?.get(i)?,
+                    None => field,
+                };
+                element.as_str().map(|s| Cow::Owned(s.to_owned()))
+            }
+        }
+    }
+
     /// Every top-level field (none when the message is not an object).
     fn all(&self) -> Map<String, Value> {
         match self {
@@ -416,6 +448,30 @@ mod tests {
             qos: 0,
         };
         assert!(rule.evaluate(&other_topic).is_none());
+    }
+
+    #[test]
+    fn where_reads_escaped_text_and_refuses_what_is_not_text() {
+        let rule = Rule::reconnect();
+        let p = |payload: &[u8]| Publication {
+            topic: "$aws/events/subscriptions/subscribed/d".into(),
+            payload: payload.to_vec(),
+            qos: 0,
+        };
+        let escaped_value = br#"{"clientId":"d","topics":["reconnect\/d"]}"#;
+        assert_eq!(
+            rule.evaluate(&p(escaped_value)).unwrap().topic,
+            "reconnect/d"
+        );
+        let escaped_key = br#"{"clientId":"d","topics":["reconnect/d"]}"#;
+        assert_eq!(rule.evaluate(&p(escaped_key)).unwrap().topic, "reconnect/d");
+        assert!(rule.evaluate(&p(br#"{"topics":[7]}"#)).is_none());
+        assert!(rule
+            .evaluate(&p(br#"{"topics":[["reconnect/d"]]}"#))
+            .is_none());
+        assert!(rule
+            .evaluate(&p(br#"{"topics":{"0":"reconnect/d"}}"#))
+            .is_none());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! Owns: mapping `$aws/things/<thing>/jobs/<rest>` (plain and `namespace-<ns>` forms) to an
 //! operation, parsing payloads into the request types of [`crate::jobs::messages`]
 //! (InvalidTopic, InvalidJson, InvalidRequest), `clientToken` (its limit, and its echo in every
-//! reply), the MQTT defaults (`includeJobDocument` true on describe), and the `accepted` /
-//! `rejected` reply topics. Must not know: the Jobs rules (the data plane's).
+//! reply), the MQTT defaults (`includeJobDocument` true on describe), the `accepted` /
+//! `rejected` reply topics, and the RequestThrottled answer to a request over the account's
+//! rate (the caller counts the rate). Must not know: the Jobs rules (the data plane's).
 
 use super::data_plane::{Answer, Rejection};
 use super::notifications::to_payload;
@@ -72,7 +73,43 @@ with_token!(
     crate::jobs::messages::UpdateJobExecutionResponse
 );
 
+/// Only the `clientToken` of a request (every other field skipped, nothing else built).
+#[derive(serde::Deserialize)]
+struct TokenOnly {
+    #[serde(rename = "clientToken")]
+    client_token: Option<String>,
+}
+
 impl JobsService {
+    /// A request on `$aws/things/<thing>/jobs/<rest>` over the account's request quota: the
+    /// service answers RequestThrottled (with the request's `clientToken`) and does nothing
+    /// else. A topic that maps to no Jobs API is answered as [`Self::handle_device_request`]
+    /// answers it. Cheap on purpose: a fleet over its quota sends most of its requests here.
+    pub fn refuse_over_quota(
+        &mut self,
+        thing: &str,
+        rest: &str,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Vec<Output> {
+        if DeviceRequest::of_topic(rest).is_none() {
+            return self.handle_device_request(thing, rest, payload, now_ms);
+        }
+        let token = serde_json::from_slice::<TokenOnly>(payload)
+            .ok()
+            .and_then(|t| t.client_token);
+        reply_rejected(
+            &format!("$aws/things/{thing}/jobs/{rest}"),
+            token,
+            now_ms,
+            Rejection {
+                code: ErrorCode::RequestThrottled,
+                message: "the request was throttled: over the account's request rate".into(),
+                execution_state: None,
+            },
+        )
+    }
+
     /// Handles a publish on `$aws/things/<thing>/jobs/<rest>`: the reply for the requesting
     /// client first, then the notifications the request caused.
     pub fn handle_device_request(
