@@ -1,9 +1,12 @@
 //! Target `journal`: the journal decoder ([`Journal::open`]) and recovery ([`recover`]).
 //!
 //! Input: the bytes of a journal file. Properties:
-//! - `Journal::open` never fails on content: a readable file gives exactly the jobs the
-//!   protobuf decoding gives, an unreadable one is set aside as `.corrupt` and the journal starts
-//!   empty;
+//! - the journal's reader agrees with protobuf: a file protobuf decodes is read whole, to the
+//!   same records; one it refuses is read up to a point, and the rest is a cut-off last write
+//!   or corruption;
+//! - `Journal::open` never fails on content: it holds the live entries of the records read
+//!   (the last of each execution, removals dropped), and sets the file aside as `.corrupt`
+//!   exactly when the reader found corruption;
 //! - a decoded journal re-encodes and decodes to itself;
 //! - recovery is honest for every entry and both boot situations: SUCCEEDED only for a job that
 //!   asked for a reboot when the boot id changed, FAILED with a reason otherwise; a process
@@ -13,7 +16,7 @@
 use greengrass_jobs_handler::jobs::engine::Recovered;
 use greengrass_jobs_handler::jobs::messages::JobStatus;
 use greengrass_jobs_handler::jobs::status_details;
-use greengrass_jobs_handler::journal::{proto, recover, Journal};
+use greengrass_jobs_handler::journal::{log_file, proto, recover, Journal};
 use prost::Message;
 
 pub fn check(data: &[u8]) {
@@ -71,18 +74,26 @@ pub fn check(data: &[u8]) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("jobs.journal");
     std::fs::write(&path, data).expect("write the journal");
-    let journal = Journal::open(&path).expect("a journal with any content opens");
-    match decoded {
+    let read = log_file::read(data);
+    match &decoded {
         Ok(j) => {
-            assert_eq!(journal.jobs(), j.jobs.as_slice());
-            assert!(!path.with_extension("corrupt").exists());
+            assert_eq!(read.unreadable, None, "protobuf reads it whole");
+            assert_eq!(read.readable, data.len());
+            assert_eq!(read.records, j.jobs);
         }
-        Err(_) => {
-            assert!(journal.jobs().is_empty());
-            assert!(
-                path.with_extension("corrupt").exists(),
-                "an unreadable journal was not set aside"
-            );
-        }
+        Err(_) => assert!(read.unreadable.is_some(), "protobuf refuses it"),
     }
+    let journal = Journal::open(&path).expect("a journal with any content opens");
+    assert_eq!(
+        journal.jobs(),
+        log_file::live(read.records.clone()).as_slice()
+    );
+    assert_eq!(
+        path.with_extension("corrupt").exists(),
+        read.unreadable == Some(true),
+        "set aside exactly when corrupt"
+    );
+    // What it holds now reads back the same.
+    let again = Journal::open(&path).expect("the tidied journal opens");
+    assert_eq!(again.jobs(), journal.jobs());
 }

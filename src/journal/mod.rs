@@ -1,18 +1,20 @@
 //! The durable journal of jobs in flight, and what it means after a crash or reboot.
 //!
-//! Owns: the on-disk record (protobuf, schema in `journal.proto`, compiled by build.rs),
-//! writing it atomically and durably (temp file, fsync, rename, fsync of the directory) before
-//! the side effect it announces, reading every older format, and deciding what an entry found
+//! Owns: the record of jobs in flight (protobuf, schema in `journal.proto`, compiled by
+//! build.rs), each change made durable before the side effect it announces (the file itself is
+//! [`log_file`]'s: an append-only log, one `fdatasync` per change), reading every older
+//! format, and deciding what an entry found
 //! at start-up means: a job whose start had not been answered → the start may still be ours
 //! (its marker decides); a job whose work ended → the journaled outcome; a job that asked for a
 //! reboot and the boot id changed → SUCCEEDED; any other → FAILED with the reason.
 //! Must not know: the Jobs API or IPC.
 
+pub mod log_file;
+
 use crate::jobs::job::{JobOutcome, Recovered};
 use crate::jobs::messages::JobStatus;
-use prost::Message;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use log_file::LogFile;
+use std::path::Path;
 
 /// Generated from `journal.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -23,7 +25,7 @@ pub mod proto {
 pub use proto::{InFlightJob, Phase};
 
 /// The format this binary writes.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 /// Where the kernel publishes the id of the current boot.
 pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
@@ -35,57 +37,37 @@ pub fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// The journal file and its contents.
+/// The journal: the entries of jobs in flight, and the file that keeps them.
+///
+/// Call contract: every change returns only once it is on disk; act on it (send the start,
+/// report the result) only after `Ok`. An `Err` leaves the entries as they were before the
+/// change.
 #[derive(Debug)]
 pub struct Journal {
-    path: PathBuf,
-    state: proto::Journal,
+    file: LogFile,
+    jobs: Vec<InFlightJob>,
 }
 
 impl Journal {
-    /// Opens (or starts) the journal at `path`. An unreadable file is set aside as
-    /// `<path>.corrupt` and logged, never fatal: the cloud still knows which jobs are in flight.
+    /// Opens (or starts) the journal at `path`. Unreadable content is set aside as
+    /// `<path>.corrupt` and logged, never fatal: the entries before it are kept, and the cloud
+    /// still knows which jobs are in flight.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let state = match std::fs::read(path) {
-            Ok(bytes) => {
-                match proto::Journal::decode(bytes.as_slice()) {
-                    Ok(j) => {
-                        if j.format > FORMAT {
-                            tracing::warn!(format = j.format, "journal written by a newer version; reading what this version knows");
-                        }
-                        j
-                    }
-                    Err(e) => {
-                        let aside = path.with_extension("corrupt");
-                        tracing::error!(path = %path.display(), error = %e, aside = %aside.display(), "journal unreadable; set aside");
-                        std::fs::rename(path, &aside)?;
-                        proto::Journal::default()
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => proto::Journal::default(),
-            Err(e) => return Err(e),
-        };
-        Ok(Self {
-            path: path.to_owned(),
-            state,
-        })
+        let (file, jobs) = LogFile::open(path)?;
+        Ok(Self { file, jobs })
     }
 
     pub fn jobs(&self) -> &[InFlightJob] {
-        &self.state.jobs
+        &self.jobs
     }
 
     /// Records a job about to start (replacing any entry for the same execution).
     pub fn begin(&mut self, job: InFlightJob) -> std::io::Result<()> {
-        self.state
-            .jobs
-            .retain(|j| !(j.job_id == job.job_id && j.execution_number == job.execution_number));
-        self.state.jobs.push(job);
-        self.persist()
+        let mut jobs = self.jobs.clone();
+        jobs.retain(|j| !(j.job_id == job.job_id && j.execution_number == job.execution_number));
+        let record = job.clone();
+        jobs.push(job);
+        self.commit(&record, jobs)
     }
 
     /// Changes the entry of a job, if present.
@@ -95,9 +77,8 @@ impl Journal {
         execution_number: i64,
         f: impl FnOnce(&mut InFlightJob),
     ) -> std::io::Result<()> {
-        let Some(job) = self
-            .state
-            .jobs
+        let mut jobs = self.jobs.clone();
+        let Some(job) = jobs
             .iter_mut()
             .find(|j| j.job_id == job_id && j.execution_number == execution_number)
         else {
@@ -105,35 +86,30 @@ impl Journal {
         };
         f(job);
         job.updated_at_ms = crate::clock::epoch_ms();
-        self.persist()
+        let record = job.clone();
+        self.commit(&record, jobs)
     }
 
     /// Drops a job whose final status the cloud has.
     pub fn remove(&mut self, job_id: &str, execution_number: i64) -> std::io::Result<()> {
-        let before = self.state.jobs.len();
-        self.state
-            .jobs
-            .retain(|j| !(j.job_id == job_id && j.execution_number == execution_number));
-        if self.state.jobs.len() == before {
+        let mut jobs = self.jobs.clone();
+        jobs.retain(|j| !(j.job_id == job_id && j.execution_number == execution_number));
+        if jobs.len() == self.jobs.len() {
             return Ok(());
         }
-        self.persist()
+        let record = InFlightJob {
+            job_id: job_id.to_owned(),
+            execution_number,
+            removed: true,
+            ..InFlightJob::default()
+        };
+        self.commit(&record, jobs)
     }
 
-    /// Writes the whole journal atomically and durably.
-    fn persist(&mut self) -> std::io::Result<()> {
-        self.state.format = FORMAT;
-        let bytes = self.state.encode_to_vec();
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+    /// Writes one change durably; the entries become `jobs` only once it is on disk.
+    fn commit(&mut self, record: &InFlightJob, jobs: Vec<InFlightJob>) -> std::io::Result<()> {
+        self.file.append(record, &jobs)?;
+        self.jobs = jobs;
         Ok(())
     }
 }

@@ -243,6 +243,24 @@ fn journals() {
     for (name, journal) in journals {
         write("journal", &format!("{name}.pb"), &journal.encode_to_vec());
     }
+    // Format 4: a header, then one record per change (a later entry of an execution wins, a
+    // removal drops it); and the same log with its last write cut off.
+    let mut log = proto::Journal {
+        format: 4,
+        jobs: vec![],
+    }
+    .encode_to_vec();
+    let removal = proto::InFlightJob {
+        job_id: "j1".into(),
+        execution_number: 1,
+        removed: true,
+        ..proto::InFlightJob::default()
+    };
+    for record in [job("j1", false), job("j2", true), removal, job("j2", false)] {
+        prost::encoding::message::encode(2, &record, &mut log);
+    }
+    write("journal", "log.pb", &log);
+    write("journal", "cut-off.pb", &log[..log.len() - 7]);
 }
 
 fn main() {
