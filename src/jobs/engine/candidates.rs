@@ -15,6 +15,9 @@ use crate::jobs::job::{Millis, Recovered};
 use crate::jobs::messages::*;
 use std::collections::{BTreeSet, VecDeque};
 
+/// How long a `notify` waits for notify-next to show what it listed before querying.
+pub(super) const NOTIFY_SETTLE_MS: Millis = 1_000;
+
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Considered {
     Started,
@@ -193,6 +196,7 @@ impl Engine {
         ownership: Ownership,
         out: &mut Vec<Action>,
     ) -> Considered {
+        self.seen(&e.job_id, e.execution_number);
         if self.is_active(&e.job_id) {
             return Considered::Skipped;
         }
@@ -338,7 +342,12 @@ impl Engine {
     }
 
     /// `notify`: the pending list changed. A job we have not looked at yet may be queued
-    /// behind a foreign head, where notify-next never announces it.
+    /// behind a foreign head, where notify-next never announces it: then query at once.
+    /// Otherwise notify-next announces the head (the service sends both at the same moment, in
+    /// either order) and each job after it as the one before ends, so the query waits
+    /// [`NOTIFY_SETTLE_MS`] and goes out only for what nothing has shown by then (a lost
+    /// notify-next, or a head that turned out not to be ours). A new job thus starts from its
+    /// notify-next, without a pending-list round trip first.
     pub(super) fn on_notify(&mut self, now: Millis, payload: &[u8]) {
         let notify = match serde_json::from_slice::<Notify>(payload) {
             Ok(n) => n,
@@ -357,13 +366,62 @@ impl Engine {
         if self.at_capacity() {
             return;
         }
-        let unseen = notify.jobs.values().flatten().any(|s| {
-            !self
-                .foreign
-                .contains(&(s.job_id.clone(), s.execution_number))
-        });
-        if unseen {
-            tracing::info!("notify: the pending list changed; querying");
+        let listed = || {
+            notify
+                .jobs
+                .values()
+                .flatten()
+                .map(|s| (s.job_id.clone(), s.execution_number))
+        };
+        let unseen: Vec<(String, i64)> = listed()
+            .filter(|key| !self.foreign.contains(key) && !self.is_active(&key.0))
+            .collect();
+        if unseen.is_empty() {
+            return;
+        }
+        if listed().any(|key| self.foreign.contains(&key)) {
+            tracing::info!(
+                "notify: the pending list changed behind a job that is not ours; querying"
+            );
+            self.schedule_query(now, false);
+            return;
+        }
+        let (at, waiting) = self
+            .notified
+            .get_or_insert_with(|| (now + NOTIFY_SETTLE_MS, Vec::new()));
+        *at = (*at).min(now + NOTIFY_SETTLE_MS);
+        for key in unseen {
+            if !waiting.contains(&key) {
+                waiting.push(key);
+            }
+        }
+    }
+
+    /// An execution was looked at (announced, described or listed): a `notify` naming it
+    /// needs no query for it.
+    pub(super) fn seen(&mut self, job_id: &str, execution_number: i64) {
+        if let Some((_, waiting)) = self.notified.as_mut() {
+            waiting.retain(|(j, n)| !(j == job_id && *n == execution_number));
+        }
+    }
+
+    /// Queries for what a `notify` listed and nothing showed within [`NOTIFY_SETTLE_MS`].
+    pub(super) fn notified_due(&mut self, now: Millis) {
+        let Some((at, _)) = self.notified else {
+            return;
+        };
+        if at > now {
+            return;
+        }
+        let Some((_, waiting)) = self.notified.take() else {
+            return;
+        };
+        let unshown: Vec<&(String, i64)> = waiting
+            .iter()
+            .filter(|(job, _)| !self.is_active(job))
+            .collect();
+        if !unshown.is_empty() {
+            tracing::info!(jobs = ?unshown, "notify: listed jobs no notify-next has shown; querying");
             self.schedule_query(now, false);
         }
     }

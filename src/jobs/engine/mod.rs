@@ -266,6 +266,9 @@ pub struct Engine {
     /// How far the throttling back-off has doubled: one more per refusal for now, one less
     /// per accepted answer (see `retry_throttled`).
     throttle_level: u32,
+    /// Executions a `notify` listed that nothing has shown since, and when to query for them
+    /// if nothing does (see `on_notify`).
+    notified: Option<(Millis, Vec<(String, i64)>)>,
 }
 
 fn ms(d: Duration) -> Millis {
@@ -298,6 +301,7 @@ impl Engine {
             full_list: Vec::new(),
             silence: Silence::new(),
             set_aside: BTreeMap::new(),
+            notified: None,
             oversize_warned: BTreeSet::new(),
             oversize_rounds: BTreeMap::new(),
             throttle_level: 0,
@@ -357,6 +361,7 @@ impl Engine {
             self.retries.iter().map(|r| r.at).min(),
             self.next_safety_poll,
             self.next_look_again(),
+            self.notified.as_ref().map(|(at, _)| *at),
         ]
         .into_iter()
         .flatten()

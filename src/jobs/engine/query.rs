@@ -63,6 +63,7 @@ impl Engine {
         // this same call rather than leave a deadline that has already passed.
         self.expire_requests(now, out);
         self.look_again_due(now);
+        self.notified_due(now);
         self.start_due_query(now, out);
         self.send_due_retries(now, out);
     }
@@ -73,6 +74,8 @@ impl Engine {
             if at <= now {
                 self.query = QueryState::Running;
                 self.requery = false;
+                // The pending list it reads covers whatever a notify listed before.
+                self.notified = None;
                 tracing::info!("querying pending jobs");
                 self.send(now, Request::GetPending, 0, out);
             }

@@ -1,5 +1,6 @@
 //! Engine tests on plain values and virtual time.
 
+use super::candidates::NOTIFY_SETTLE_MS;
 use super::*;
 use crate::jobs::messages::JobStatus;
 use serde_json::{json, Value};
@@ -960,6 +961,82 @@ fn notify_listing_an_unseen_job_behind_a_foreign_head_triggers_a_query() {
     assert_eq!(
         published(&reply(&mut e, 4, &format!("{P}notify"), with_new)).0,
         format!("{P}get")
+    );
+}
+
+/// An engine that queried at start and found nothing pending.
+fn idle_engine() -> Engine {
+    let mut e = engine(0);
+    let (_, get) = published(&e.handle(0, Input::Started));
+    reply(
+        &mut e,
+        1,
+        &format!("{P}get/accepted"),
+        json!({"clientToken": token(&get)}),
+    );
+    e
+}
+
+#[test]
+fn a_new_job_starts_from_its_notify_next_even_when_notify_comes_first() {
+    let mut e = idle_engine();
+    // The service sends both for a new job; here notify arrives first.
+    let notify = json!({"timestamp": 10, "jobs": {"QUEUED": [{"jobId": "mine", "executionNumber": 1, "versionNumber": 1}]}});
+    assert!(
+        reply(&mut e, 10, &format!("{P}notify"), notify).is_empty(),
+        "no pending-list query ahead of notify-next"
+    );
+    let acts = reply(
+        &mut e,
+        11,
+        &format!("{P}notify-next"),
+        json!({"execution": execution("mine", "QUEUED", 1, ours("echo"))}),
+    );
+    let (topic, start) = published(&acts);
+    assert_eq!(topic, format!("{P}mine/update"));
+    assert_eq!(start["status"], "IN_PROGRESS");
+    // Nothing is left to query for once the settle time has passed.
+    let later = 11 + NOTIFY_SETTLE_MS;
+    let acts = e.handle(later, Input::Tick);
+    assert!(
+        !acts
+            .iter()
+            .any(|a| matches!(a, Action::Publish { topic, .. } if *topic == format!("{P}get"))),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn a_notify_that_no_notify_next_follows_is_queried_after_the_settle_time() {
+    let mut e = idle_engine();
+    let notify = json!({"timestamp": 10, "jobs": {"QUEUED": [{"jobId": "mine", "executionNumber": 1, "versionNumber": 1}]}});
+    assert!(reply(&mut e, 10, &format!("{P}notify"), notify).is_empty());
+    assert_eq!(e.next_deadline(), Some(10 + NOTIFY_SETTLE_MS));
+    assert_eq!(
+        published(&e.handle(10 + NOTIFY_SETTLE_MS, Input::Tick)).0,
+        format!("{P}get"),
+        "a lost notify-next does not strand the job"
+    );
+}
+
+#[test]
+fn a_foreign_head_announced_after_notify_leaves_the_jobs_behind_it_to_a_query() {
+    let mut e = idle_engine();
+    let notify = json!({"timestamp": 10, "jobs": {"QUEUED": [
+        {"jobId": "deploy", "executionNumber": 1, "versionNumber": 1},
+        {"jobId": "mine", "executionNumber": 1, "versionNumber": 1}]}});
+    assert!(reply(&mut e, 10, &format!("{P}notify"), notify).is_empty());
+    let acts = reply(
+        &mut e,
+        11,
+        &format!("{P}notify-next"),
+        json!({"execution": execution("deploy", "QUEUED", 1, json!({"deploymentId": "x"}))}),
+    );
+    assert!(acts.is_empty(), "{acts:?}");
+    assert_eq!(
+        published(&e.handle(10 + NOTIFY_SETTLE_MS, Input::Tick)).0,
+        format!("{P}get"),
+        "the job behind the foreign head is looked up"
     );
 }
 
