@@ -3,8 +3,9 @@
 //! Owns: the entries the shell writes for the engine's [`Record`]s, for the start of a job's
 //! work and for [`Action::Forget`](crate::jobs::engine::Action::Forget), written the way
 //! `src/handler.rs` writes them (the real [`InFlightJob`] entries), and a crash's torn last
-//! write: the journal's writes are atomic (temporary file, fsync, rename), so a write cut short
-//! leaves the entry as it was before it. What an entry means at start-up is decided by the
+//! write: each of the journal's writes is one appended record, and a record cut short is
+//! dropped when the journal is read (`journal::log_file`), so a write cut short leaves the
+//! entry as it was before it. What an entry means at start-up is decided by the
 //! real [`crate::journal::recover`].
 //! Must not know: the engine's state, the world, or time beyond the value it is given.
 
