@@ -322,7 +322,7 @@ impl<'a> Input<'a> {
     /// A top-level string field, or (`index`) the string at that position of an array field;
     /// `None` when it is missing or not a string. Parses only what it reads: a WHERE on every
     /// lifecycle event of a fleet must not build each message's values.
-    fn text(&self, name: &str, index: Option<usize>) -> Option<Cow<'a, str>> {
+    fn text(&self, name: &str, index: Option<usize>) -> Option<Cow<'_, str>> {
         fn string(raw: &str) -> Option<Cow<'_, str>> {
             match serde_json::from_str::<&str>(raw) {
                 Ok(s) => Some(Cow::Borrowed(s)),
@@ -347,7 +347,7 @@ impl<'a> Input<'a> {
                     Some(i) => field.as_array()?.get(i)?,
                     None => field,
                 };
-                element.as_str().map(|s| Cow::Owned(s.to_owned()))
+                element.as_str().map(Cow::Borrowed)
             }
         }
     }

@@ -11,8 +11,8 @@ use super::data_plane::{Answer, Rejection};
 use super::notifications::to_payload;
 use super::{secs, JobsService, Output, MAX_CLIENT_TOKEN};
 use crate::jobs::messages::{
-    DescribeRequest, ErrorCode, ErrorResponse, GetPendingRequest, StartNextRequest, Timestamp,
-    UpdateRequest,
+    client_token_of, DescribeRequest, ErrorCode, ErrorResponse, GetPendingRequest,
+    StartNextRequest, Timestamp, UpdateRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -73,13 +73,6 @@ with_token!(
     crate::jobs::messages::UpdateJobExecutionResponse
 );
 
-/// Only the `clientToken` of a request (every other field skipped, nothing else built).
-#[derive(serde::Deserialize)]
-struct TokenOnly {
-    #[serde(rename = "clientToken")]
-    client_token: Option<String>,
-}
-
 impl JobsService {
     /// A request on `$aws/things/<thing>/jobs/<rest>` over the account's request quota: the
     /// service answers RequestThrottled (with the request's `clientToken`) and does nothing
@@ -95,12 +88,9 @@ impl JobsService {
         if DeviceRequest::of_topic(rest).is_none() {
             return self.handle_device_request(thing, rest, payload, now_ms);
         }
-        let token = serde_json::from_slice::<TokenOnly>(payload)
-            .ok()
-            .and_then(|t| t.client_token);
         reply_rejected(
             &format!("$aws/things/{thing}/jobs/{rest}"),
-            token,
+            client_token_of(payload),
             now_ms,
             Rejection {
                 code: ErrorCode::RequestThrottled,
