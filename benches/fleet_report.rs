@@ -16,8 +16,8 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use greengrass_jobs_handler::sim::report::markdown::{self, ScenarioSection};
-use greengrass_jobs_handler::sim::report::metrics::RunMetrics;
+use greengrass_jobs_handler::sim::report::markdown::{self, ReportedRun, ScenarioSection};
+use greengrass_jobs_handler::sim::report::run_record::{Provenance, RunRecord};
 use greengrass_jobs_handler::sim::report::scenario::Scenario;
 use greengrass_jobs_handler::sim::report::strategy::Strategy;
 use greengrass_jobs_handler::sim::report::{self, ReportConfig};
@@ -39,8 +39,9 @@ fn main() {
     let out_dir = std::env::var("GGJH_REPORT_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench"));
-    if let Err(e) = std::fs::create_dir_all(&out_dir) {
-        eprintln!("cannot create {}: {e}", out_dir.display());
+    let runs_dir = out_dir.join("runs");
+    if let Err(e) = std::fs::create_dir_all(&runs_dir) {
+        eprintln!("cannot create {}: {e}", runs_dir.display());
         std::process::exit(2);
     }
     let mut config = ReportConfig::new(devices);
@@ -49,11 +50,10 @@ fn main() {
         config.rule_jitter_ms = report::sized_jitter_ms(devices, quota);
     }
     let command = command_line(devices);
-    let machine_before = machine();
-    let mut sections = Vec::new();
-    for scenario in scenarios {
-        let mut runs = Vec::new();
+    let machine = machine();
+    for &scenario in &scenarios {
         for &strategy in &strategies {
+            let load_at_start = load();
             reset_peak_rss();
             let started = Instant::now();
             let mut m = report::run(&config, scenario, strategy);
@@ -72,7 +72,55 @@ fn main() {
                 m.mqtt_per_device(),
                 m.wall.map_or(0.0, |w| w.as_secs_f64())
             );
-            runs.push((strategy, m));
+            let provenance = Provenance {
+                machine: machine.clone(),
+                command: command.clone(),
+                load_at_start,
+                load_at_end: load(),
+            };
+            let record = RunRecord::new(&config, scenario, strategy, provenance, m);
+            let path = runs_dir.join(RunRecord::file_name(scenario, strategy));
+            if let Err(e) = write_atomically(&path, record.to_json().as_bytes()) {
+                eprintln!("cannot write {}: {e}", path.display());
+                std::process::exit(2);
+            }
+        }
+        // Written after every scenario, so a long run leaves what it finished.
+        write_report(&out_dir, &config);
+    }
+    if scenarios.is_empty() || strategies.is_empty() {
+        // Nothing to run: redraw the report from the records alone.
+        write_report(&out_dir, &config);
+    }
+}
+
+/// Draws the plots and writes `REPORT.md` from every record in `runs/` made under `config`,
+/// scenario by scenario and strategy by strategy in the report's order.
+fn write_report(out_dir: &Path, config: &ReportConfig) {
+    let runs_dir = out_dir.join("runs");
+    let mut sections = Vec::new();
+    for scenario in Scenario::ALL {
+        let mut runs = Vec::new();
+        for strategy in Strategy::ALL {
+            let path = runs_dir.join(RunRecord::file_name(scenario, strategy));
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            match RunRecord::from_json(&text) {
+                Ok(record) if record.belongs_to(config) => runs.push(ReportedRun {
+                    strategy,
+                    metrics: record.metrics,
+                    provenance: record.provenance,
+                }),
+                Ok(_) => eprintln!(
+                    "{} left out: made under other settings than this report's",
+                    path.display()
+                ),
+                Err(e) => eprintln!("{} left out: {e}", path.display()),
+            }
+        }
+        if runs.is_empty() {
+            continue;
         }
         let mut plots = Vec::new();
         for (name, draw) in [
@@ -80,9 +128,18 @@ fn main() {
             ("requests", plot_requests as PlotFn),
         ] {
             let file = format!("{}-{name}.svg", scenario.slug());
-            match draw(&out_dir.join(&file), &config, scenario, &runs) {
+            // Drawn beside and renamed over, so a report written by another run at the same
+            // time never leaves a torn plot.
+            let partial = out_dir.join(format!(".{file}.{}", std::process::id()));
+            let drawn = draw(&partial, config, scenario, &runs).and_then(|()| {
+                std::fs::rename(&partial, out_dir.join(&file)).map_err(|e| e.to_string())
+            });
+            match drawn {
                 Ok(()) => plots.push(file),
-                Err(e) => eprintln!("plot {file} not drawn: {e}"),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&partial);
+                    eprintln!("plot {file} not drawn: {e}");
+                }
             }
         }
         sections.push(ScenarioSection {
@@ -90,19 +147,27 @@ fn main() {
             runs,
             plots,
         });
-        // Written after every scenario, so a long run leaves what it finished.
-        let machine = format!("{machine_before}\nload average at the end: {}", load());
-        let text = markdown::render(&config, &machine, &command, &sections);
-        let path = out_dir.join("REPORT.md");
-        if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("cannot write {}: {e}", path.display());
-            std::process::exit(2);
-        }
-        println!("wrote {}", path.display());
     }
+    let text = markdown::render(config, &sections);
+    let path = out_dir.join("REPORT.md");
+    if let Err(e) = write_atomically(&path, text.as_bytes()) {
+        eprintln!("cannot write {}: {e}", path.display());
+        std::process::exit(2);
+    }
+    println!("wrote {}", path.display());
 }
 
-type PlotFn = fn(&Path, &ReportConfig, Scenario, &[(Strategy, RunMetrics)]) -> Result<(), String>;
+/// Writes `bytes` beside `path` and renames the file over it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let partial = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)
+}
+
+type PlotFn = fn(&Path, &ReportConfig, Scenario, &[ReportedRun]) -> Result<(), String>;
 
 const COLORS: [RGBColor; 6] = [
     RGBColor(214, 39, 40),
@@ -118,7 +183,7 @@ fn plot_succeeded(
     path: &Path,
     config: &ReportConfig,
     scenario: Scenario,
-    runs: &[(Strategy, RunMetrics)],
+    runs: &[ReportedRun],
 ) -> Result<(), String> {
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -153,7 +218,8 @@ fn plot_succeeded(
         .map_err(|e| e.to_string())?
         .label("ideal (N / rate)")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
-    for (i, (strategy, m)) in runs.iter().enumerate() {
+    for (i, run) in runs.iter().enumerate() {
+        let (strategy, m) = (run.strategy, &run.metrics);
         let color = COLORS[i % COLORS.len()];
         let points = m
             .succeeded_series
@@ -180,14 +246,14 @@ fn plot_requests(
     path: &Path,
     config: &ReportConfig,
     scenario: Scenario,
-    runs: &[(Strategy, RunMetrics)],
+    runs: &[ReportedRun],
 ) -> Result<(), String> {
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let horizon_min = config.horizon_ms(scenario) as f64 / 60_000.0;
     let peak = runs
         .iter()
-        .map(|(_, m)| m.peak_requests_per_second)
+        .map(|run| run.metrics.peak_requests_per_second)
         .max()
         .unwrap_or(1)
         .max(u64::from(config.quota_per_second)) as f64;
@@ -221,7 +287,8 @@ fn plot_requests(
         .label(format!("account quota {}/s", config.quota_per_second))
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
     let minutes = (config.horizon_ms(scenario) / 60_000) + 1;
-    for (i, (strategy, m)) in runs.iter().enumerate() {
+    for (i, run) in runs.iter().enumerate() {
+        let (strategy, m) = (run.strategy, &run.metrics);
         let color = COLORS[i % COLORS.len()];
         let points = (0..minutes).map(|minute| {
             let v = m
@@ -307,12 +374,46 @@ fn machine() -> String {
     };
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!(
-        "nproc: {nproc}\nCPU: {model}\nmemory: {} total, {} available at the start\nkernel: {}\nload average at the start: {}",
+        "nproc: {nproc}\nCPU: {model}\nmemory: {} total\nkernel: {}\ntree: {}",
         mem("MemTotal:"),
-        mem("MemAvailable:"),
         kernel.trim(),
-        load()
+        tree()
     )
+}
+
+/// The commit the bench was built from, and whether the checkout had changes beside it.
+fn tree() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        None => "unknown (not a git checkout)".to_owned(),
+        Some(commit) => {
+            let changed = git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "src",
+                "benches",
+                "Cargo.toml",
+                "Cargo.lock",
+            ])
+            .is_some_and(|s| !s.is_empty());
+            if changed {
+                format!("{commit} with local changes to src/, benches/ or Cargo")
+            } else {
+                commit
+            }
+        }
+    }
 }
 
 fn load() -> String {

@@ -1,8 +1,9 @@
 //! The fleet report's logic at a small scale: every scenario, the strategies whose difference
 //! the report is about, and facts about the outcome that a regression would break (no timing).
 
-use greengrass_jobs_handler::sim::report::markdown::{self, ScenarioSection};
+use greengrass_jobs_handler::sim::report::markdown::{self, ReportedRun, ScenarioSection};
 use greengrass_jobs_handler::sim::report::metrics::RunMetrics;
+use greengrass_jobs_handler::sim::report::run_record::Provenance;
 use greengrass_jobs_handler::sim::report::scenario::Scenario;
 use greengrass_jobs_handler::sim::report::strategy::Strategy;
 use greengrass_jobs_handler::sim::report::{run, ReportConfig};
@@ -98,18 +99,52 @@ fn rollouts_finish_everywhere_and_not_before_their_rate_allows() {
         fixed_rate
     );
 
+    let made_by = |command: &str| Provenance {
+        machine: "nproc: 1".into(),
+        command: command.into(),
+        load_at_start: "0.10 0.20 0.30".into(),
+        load_at_end: "0.90 0.40 0.35".into(),
+    };
     let text = markdown::render(
         &c,
-        "nproc: 1",
-        "cargo bench --bench fleet_report",
-        &[ScenarioSection {
-            scenario: Scenario::Rollout,
-            runs: vec![(Strategy::NotifyNextOnly, fixed_rate.clone())],
-            plots: vec!["rollout-succeeded.svg".into()],
-        }],
+        &[
+            ScenarioSection {
+                scenario: Scenario::Rollout,
+                runs: vec![ReportedRun {
+                    strategy: Strategy::NotifyNextOnly,
+                    metrics: fixed_rate.clone(),
+                    provenance: made_by("cargo bench --bench fleet_report"),
+                }],
+                plots: vec!["rollout-succeeded.svg".into()],
+            },
+            ScenarioSection {
+                scenario: Scenario::Exponential,
+                runs: vec![ReportedRun {
+                    strategy: Strategy::NotifyNextOnly,
+                    metrics: exponential.clone(),
+                    provenance: made_by(
+                        "GGJH_REPORT_SCENARIOS=exponential cargo bench --bench fleet_report",
+                    ),
+                }],
+                plots: vec![],
+            },
+        ],
     );
     assert!(text.contains("| notify-next only | 0 | 300 |"), "{text}");
     assert!(text.contains("![rollout-succeeded.svg](rollout-succeeded.svg)"));
+    // Runs made by different commands are told apart, each with the loads around it.
+    assert!(text.contains("### Source 1") && text.contains("### Source 2"));
+    assert!(text.contains("\n```sh\nGGJH_REPORT_SCENARIOS=exponential cargo bench"));
+    assert!(text.contains("- exponential / notify-next only: 0.10 0.20 0.30 → 0.90 0.40 0.35"));
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| notify-next only |"))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows[0].ends_with("| 1 |") && rows[1].ends_with("| 2 |"),
+        "{rows:?}"
+    );
 }
 
 /// The simulation's ConnectionStatus knob: without the rule, only the nucleus's CONNECTED

@@ -1,30 +1,51 @@
-//! The fleet report as Markdown: the setting, one table per scenario, and the plots' links.
+//! The fleet report as Markdown: the setting, where each run was made, one table per
+//! scenario, and the plots' links.
 //!
-//! Owns: the report's wording and number formats. Must not know: how runs are made or
-//! measured, or where the file goes (the shell passes the machine's description, the command
-//! and the plot file names in, and writes the text out).
+//! Owns: the report's wording and number formats, and grouping runs by the machine and
+//! command that made them. Must not know: how runs are made or measured, or where the file
+//! goes (the shell passes each run's provenance and the plot file names in, and writes the
+//! text out).
 
 use super::metrics::RunMetrics;
+use super::run_record::Provenance;
 use super::scenario::Scenario;
 use super::strategy::Strategy;
 use super::ReportConfig;
 use std::fmt::Write;
 
+/// One run as the report shows it: its strategy, what it measured and where it was made.
+pub struct ReportedRun {
+    pub strategy: Strategy,
+    pub metrics: RunMetrics,
+    pub provenance: Provenance,
+}
+
 /// One scenario's runs, in strategy order, with the plots drawn for it.
 pub struct ScenarioSection {
     pub scenario: Scenario,
-    pub runs: Vec<(Strategy, RunMetrics)>,
+    pub runs: Vec<ReportedRun>,
     /// File names of the plots, relative to the report.
     pub plots: Vec<String>,
 }
 
+/// The distinct (machine, command) pairs of the runs, in order of first appearance; a run's
+/// source number is its pair's index + 1.
+fn sources(sections: &[ScenarioSection]) -> Vec<(&str, &str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for run in sections.iter().flat_map(|s| &s.runs) {
+        let key = (
+            run.provenance.machine.as_str(),
+            run.provenance.command.as_str(),
+        );
+        if !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
+}
+
 /// The whole report.
-pub fn render(
-    config: &ReportConfig,
-    machine: &str,
-    command: &str,
-    sections: &[ScenarioSection],
-) -> String {
+pub fn render(config: &ReportConfig, sections: &[ScenarioSection]) -> String {
     let mut out = String::new();
     let p = config.scenario_params();
     let _ = writeln!(out, "# Fleet report: how a fleet learns of its jobs\n");
@@ -51,9 +72,34 @@ pub fn render(
     let _ = writeln!(out, "- **rule + ConnectionStatus**: the same, and each CONNECTED event of the nucleus's SubscribeToIoTCoreConnectionStatus stream queries too.\n");
     let _ = writeln!(out, "Columns: **stranded** = online devices whose execution is not terminal at the end; **99 % / 100 %** = virtual time from the job's creation until that share of the fleet SUCCEEDED, and its ratio to the ideal (N / rate); **peak req/s** = the most Jobs requests the components sent in one second of virtual time (the quota is {}); **throttled** = every Jobs request the account refused for the quota, the nuclei's own included (each nucleus asks for its next deployment, `$next/namespace-aws-gg-deployment/get`, on every connect, so a fleet reconnecting at once spends the quota before its components ask); **MQTT/device** = PUBLISH packets between the cores and IoT Core both ways (components and nuclei) per device over the run, and that rate scaled to a day; **wall** and **peak RSS** = the simulation's own cost (RSS high-water mark, reset before each run).\n", config.quota_per_second);
     let _ = writeln!(out, "Reading the cost columns: a run's messages are the job's own (query, describe, start, result and their answers, the notifications, the nucleus's traffic on reconnects) plus, for the polling strategies, a query and its answer per device and period; scaled to a day the event-driven strategies look as if the job ran again every run length, so compare the run column for one job and the poll periods for the steady cost (a 5-minute poll alone is 2 × 288 = 576 messages per device and day).\n");
+    let p_sources = sources(sections);
     let _ = writeln!(out, "## Machine and command\n");
-    let _ = writeln!(out, "```text\n{}\n```\n", machine.trim_end());
-    let _ = writeln!(out, "```sh\n{command}\n```\n");
+    let _ = writeln!(out, "Each run's record (settings, provenance, metrics, the plotted series) is kept in `runs/` beside this report; the report is redrawn from every record made under its settings, so a strategy or scenario can be re-run alone. The tables' **source** column names where a run was made.\n");
+    for (i, (machine, command)) in p_sources.iter().enumerate() {
+        let _ = writeln!(out, "### Source {}\n", i + 1);
+        let _ = writeln!(out, "```text\n{}\n```\n", machine.trim_end());
+        let _ = writeln!(out, "```sh\n{command}\n```\n");
+        let _ = writeln!(
+            out,
+            "Load average (1, 5, 15 min) at the start and the end of each of its runs:\n"
+        );
+        for section in sections {
+            for run in &section.runs {
+                let pr = &run.provenance;
+                if (pr.machine.as_str(), pr.command.as_str()) == (*machine, *command) {
+                    let _ = writeln!(
+                        out,
+                        "- {} / {}: {} → {}",
+                        section.scenario.slug(),
+                        run.strategy.name(),
+                        pr.load_at_start,
+                        pr.load_at_end
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out);
+    }
     for section in sections {
         let s = section.scenario;
         let _ = writeln!(out, "## {}\n", s.title(&p));
@@ -64,16 +110,25 @@ pub fn render(
             minutes(ideal),
             minutes(config.horizon_ms(s))
         );
-        let _ = writeln!(out, "| strategy | stranded | SUCCEEDED | 99 % after | 100 % after | peak req/s (quota {}) | throttled | Jobs requests | MQTT/device (run) | MQTT/device/day | wall | peak RSS |", config.quota_per_second);
+        let _ = writeln!(out, "| strategy | stranded | SUCCEEDED | 99 % after | 100 % after | peak req/s (quota {}) | throttled | Jobs requests | MQTT/device (run) | MQTT/device/day | wall | peak RSS | source |", config.quota_per_second);
         let _ = writeln!(
             out,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
-        for (strategy, m) in &section.runs {
+        for run in &section.runs {
+            let m = &run.metrics;
+            let key = (
+                run.provenance.machine.as_str(),
+                run.provenance.command.as_str(),
+            );
+            let source = p_sources
+                .iter()
+                .position(|s| *s == key)
+                .map_or(0, |i| i + 1);
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {} |",
-                strategy.name(),
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {} | {} |",
+                run.strategy.name(),
                 m.stranded,
                 m.succeeded,
                 against_ideal(m.t99_ms, m.ideal_ms),
@@ -89,6 +144,7 @@ pub fn render(
                     || "–".to_owned(),
                     |b| format!("{:.0} MiB", b as f64 / 1_048_576.0)
                 ),
+                source,
             );
         }
         let _ = writeln!(out);

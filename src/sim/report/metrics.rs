@@ -7,13 +7,14 @@
 //! are the shell's to measure and are only carried here.
 
 use crate::emulator::world::Millis;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const DAY_MS: f64 = 86_400_000.0;
 
 /// The fleet's state at one time of a run (times from the job's creation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
     pub at_ms: Millis,
     /// Executions SUCCEEDED so far.
@@ -21,7 +22,7 @@ pub struct Sample {
 }
 
 /// The measured outcome of one scenario × strategy run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMetrics {
     pub devices: usize,
     /// From the job's creation to the end of the run.

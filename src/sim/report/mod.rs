@@ -12,6 +12,7 @@
 
 pub mod markdown;
 pub mod metrics;
+pub mod run_record;
 pub mod scenario;
 pub mod strategy;
 
@@ -23,6 +24,7 @@ use crate::sim::device::WorkModel;
 use crate::sim::{SimConfig, Simulation};
 use metrics::{first_reaching, ninety_nine_percent, peak_per_minute, RunMetrics, Sample};
 use scenario::{FleetEvent, Scenario, ScenarioParams, Selection};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
 use strategy::Strategy;
@@ -33,7 +35,7 @@ const MINUTE_MS: Millis = 60_000;
 pub const JOB_ID: &str = "fleet-report";
 
 /// The report's settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportConfig {
     pub devices: usize,
     pub seed: u64,
