@@ -159,7 +159,13 @@ impl IotSubscriptions {
 /// an interrupted run first.
 fn recover_from_journal(engine: &mut Engine, journal: &Journal, now: Millis) -> Vec<Action> {
     let boot = journal::boot_id();
-    let mut actions = Vec::new();
+    let mut actions = engine.handle(
+        now,
+        Input::Journal {
+            installation: journal.installation(),
+            intact: journal.intact(),
+        },
+    );
     for entry in journal.jobs() {
         let alive = entry.pid != 0 && crate::exec::process::process_alive(entry.pid);
         let recovery = journal::recover(entry, &boot, alive);

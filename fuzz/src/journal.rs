@@ -8,6 +8,9 @@
 //!   (the last of each execution, removals dropped), and sets the file aside as `.corrupt`
 //!   exactly when the reader found corruption;
 //! - a decoded journal re-encodes and decodes to itself;
+//! - the installation id is the file's (protobuf's last value) when it has one, a new one
+//!   otherwise, and the same on the next open; a journal is intact exactly when no corruption
+//!   was set aside;
 //! - recovery is honest for every entry and both boot situations: SUCCEEDED only for a job that
 //!   asked for a reboot when the boot id changed, FAILED with a reason otherwise; a process
 //!   group is killed only in the same boot, only when alive, never pid 0; statusDetails fit the
@@ -80,6 +83,7 @@ pub fn check(data: &[u8]) {
             assert_eq!(read.unreadable, None, "protobuf reads it whole");
             assert_eq!(read.readable, data.len());
             assert_eq!(read.records, j.jobs);
+            assert_eq!(read.installation, j.installation);
         }
         Err(_) => assert!(read.unreadable.is_some(), "protobuf refuses it"),
     }
@@ -93,7 +97,15 @@ pub fn check(data: &[u8]) {
         read.unreadable == Some(true),
         "set aside exactly when corrupt"
     );
-    // What it holds now reads back the same.
+    assert_eq!(journal.intact(), read.unreadable != Some(true));
+    if !read.installation.is_empty() {
+        assert_eq!(journal.installation(), read.installation, "an installation id is kept");
+    } else {
+        assert!(!journal.installation().is_empty(), "a journal gets an installation id");
+    }
+    // What it holds now reads back the same, under the same installation id, whole.
     let again = Journal::open(&path).expect("the tidied journal opens");
     assert_eq!(again.jobs(), journal.jobs());
+    assert_eq!(again.installation(), journal.installation());
+    assert!(again.intact());
 }

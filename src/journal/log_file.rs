@@ -3,10 +3,12 @@
 //!
 //! Owns: the on-disk layout, reading it back, appending, compacting and setting aside what
 //! cannot be read.
-//! - Layout (format 4): a `Journal { format }` header, then one `Journal { jobs: [entry] }`
-//!   fragment per change. Protobuf merges concatenated messages, so the file stays one valid
-//!   `Journal` message; formats 1–3 (one whole `Journal`, rewritten on every change) are read
-//!   the same way.
+//! - Layout (format 5): a `Journal { format, installation }` header, then one
+//!   `Journal { jobs: [entry] }` fragment per change. Protobuf merges concatenated messages, so
+//!   the file stays one valid `Journal` message; formats 1–3 (one whole `Journal`, rewritten on
+//!   every change) and 4 (no installation id) are read the same way.
+//! - The installation id is made once, when the file is created (or first rewritten by this
+//!   format), from the operating system's randomness, and kept by every compaction.
 //! - Meaning: the entries in file order, the last one of each execution (job id and number)
 //!   winning; an entry with `removed` drops the execution.
 //! - A change is appended and `fdatasync`ed: no temporary file, rename or directory sync on the
@@ -46,6 +48,10 @@ pub struct LogFile {
     len: u64,
     /// An append failed and its bytes may be in the file: the next change rewrites it whole.
     damaged: bool,
+    /// The header's installation id.
+    installation: String,
+    /// Whether the file was read whole when opened (no corruption set aside).
+    intact: bool,
 }
 
 /// What reading a journal file gave.
@@ -53,6 +59,8 @@ pub struct LogFile {
 pub struct Read {
     /// The format that wrote the file (its last header).
     pub format: u32,
+    /// The installation id of its last header that had one (empty: none).
+    pub installation: String,
     /// Every record of the readable part, in file order.
     pub records: Vec<InFlightJob>,
     /// Bytes of the readable part.
@@ -87,6 +95,23 @@ pub fn read(bytes: &[u8]) -> Read {
                     break;
                 }
             },
+            (3, WireType::LengthDelimited) => {
+                let Ok(len) = decode_varint(&mut cursor) else {
+                    out.unreadable = Some(!cut_off_varint(after_key, 10));
+                    break;
+                };
+                let Some(bytes) = usize::try_from(len).ok().and_then(|n| cursor.get(..n)) else {
+                    out.unreadable = Some(false);
+                    break;
+                };
+                let Ok(id) = std::str::from_utf8(bytes) else {
+                    out.unreadable = Some(true);
+                    break;
+                };
+                // Protobuf keeps the last value of a string field.
+                out.installation = id.to_owned();
+                cursor = &cursor[bytes.len()..];
+            }
             (2, WireType::LengthDelimited) => {
                 let Ok(len) = decode_varint(&mut cursor) else {
                     out.unreadable = Some(!cut_off_varint(after_key, 10));
@@ -105,7 +130,7 @@ pub fn read(bytes: &[u8]) -> Read {
                 cursor = &cursor[record.len()..];
             }
             // The journal's own fields with another wire type: protobuf refuses them too.
-            (1 | 2, _) => {
+            (1..=3, _) => {
                 out.unreadable = Some(true);
                 break;
             }
@@ -145,7 +170,7 @@ impl LogFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let (jobs, tidy, records) = match std::fs::read(path) {
+        let (jobs, tidy, records, installation, intact) = match std::fs::read(path) {
             Ok(bytes) => {
                 let read = read(&bytes);
                 if read.format > FORMAT {
@@ -169,22 +194,33 @@ impl LogFile {
                 let jobs = live(read.records);
                 let tidy = read.unreadable.is_some()
                     || read.format < FORMAT
+                    || read.installation.is_empty()
                     || count > 2 * jobs.len() + SLACK_RECORDS;
-                (jobs, tidy, count)
+                let intact = read.unreadable != Some(true);
+                (jobs, tidy, count, read.installation, intact)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), true, 0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (Vec::new(), true, 0, String::new(), true)
+            }
             Err(e) => return Err(e),
+        };
+        let installation = if installation.is_empty() {
+            new_installation_id()?
+        } else {
+            installation
         };
         let mut log = Self {
             path: path.to_owned(),
             file: if tidy {
-                compact(path, &jobs)?
+                compact(path, &installation, &jobs)?
             } else {
                 OpenOptions::new().append(true).open(path)?
             },
             records: if tidy { jobs.len() } else { records },
             len: 0,
             damaged: false,
+            installation,
+            intact,
         };
         log.len = log.file.metadata()?.len();
         Ok((log, jobs))
@@ -196,7 +232,7 @@ impl LogFile {
     /// failing that the next change rewrites the file whole.
     pub fn append(&mut self, record: &InFlightJob, live: &[InFlightJob]) -> std::io::Result<()> {
         if self.damaged || self.records + 1 > 2 * live.len() + SLACK_RECORDS {
-            self.file = compact(&self.path, live)?;
+            self.file = compact(&self.path, &self.installation, live)?;
             self.records = live.len();
             self.len = self.file.metadata()?.len();
             self.damaged = false;
@@ -218,13 +254,33 @@ impl LogFile {
         self.len += bytes.len() as u64;
         Ok(())
     }
+
+    /// The installation id of the journal's header.
+    pub fn installation(&self) -> &str {
+        &self.installation
+    }
+
+    /// Whether the file was read whole when opened (`false`: a corrupt part was set aside).
+    pub fn intact(&self) -> bool {
+        self.intact
+    }
 }
 
-/// Writes `jobs` as the whole log, atomically and durably, and opens it for appending.
-fn compact(path: &Path, jobs: &[InFlightJob]) -> std::io::Result<File> {
+/// A new installation id: 16 hex digits from the kernel's randomness (`/dev/urandom`).
+fn new_installation_id() -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 8];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(format!("{:016x}", u64::from_le_bytes(bytes)))
+}
+
+/// Writes `jobs` as the whole log under a header with `installation`, atomically and durably,
+/// and opens it for appending.
+fn compact(path: &Path, installation: &str, jobs: &[InFlightJob]) -> std::io::Result<File> {
     let bytes = Journal {
         format: FORMAT,
         jobs: jobs.to_vec(),
+        installation: installation.to_owned(),
     }
     .encode_to_vec();
     let tmp = path.with_extension("tmp");
@@ -344,15 +400,68 @@ mod tests {
     fn an_older_format_is_read_and_rewritten_in_this_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jobs.journal");
-        let v3 = Journal {
-            format: 3,
-            jobs: vec![job("a", 1), job("b", 2)],
-        };
-        std::fs::write(&path, v3.encode_to_vec()).unwrap();
-        let (_, jobs) = LogFile::open(&path).unwrap();
-        assert_eq!(jobs, v3.jobs);
-        let rewritten = Journal::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
-        assert_eq!(rewritten.format, FORMAT);
-        assert_eq!(rewritten.jobs, v3.jobs);
+        for format in [3, 4] {
+            let old = Journal {
+                format,
+                jobs: vec![job("a", 1), job("b", 2)],
+                ..Journal::default()
+            };
+            std::fs::write(&path, old.encode_to_vec()).unwrap();
+            let (log, jobs) = LogFile::open(&path).unwrap();
+            assert_eq!(jobs, old.jobs);
+            assert!(log.intact());
+            let rewritten = Journal::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+            assert_eq!(rewritten.format, FORMAT);
+            assert_eq!(rewritten.jobs, old.jobs);
+            // The rewrite gave it an installation id.
+            assert_eq!(rewritten.installation, log.installation());
+            assert_eq!(log.installation().len(), 16);
+            assert!(log.installation().chars().all(|c| c.is_ascii_hexdigit()));
+        }
+    }
+
+    #[test]
+    fn the_installation_id_is_made_once_and_kept_by_every_change_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.journal");
+        let (mut log, _) = LogFile::open(&path).unwrap();
+        let id = log.installation().to_owned();
+        let mut live = Vec::new();
+        // Enough changes to compact the log several times.
+        for step in 0..(3 * SLACK_RECORDS as u32) {
+            live = vec![job("a", step)];
+            log.append(&live[0], &live).unwrap();
+        }
+        drop(log);
+        let (again, jobs) = LogFile::open(&path).unwrap();
+        assert_eq!(jobs, live);
+        assert_eq!(again.installation(), id);
+        assert!(again.intact());
+        // Another journal is another installation.
+        let (other, _) = LogFile::open(&dir.path().join("other.journal")).unwrap();
+        assert_ne!(other.installation(), id);
+    }
+
+    #[test]
+    fn a_journal_with_corruption_set_aside_is_not_intact_and_keeps_its_installation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.journal");
+        let (mut log, _) = LogFile::open(&path).unwrap();
+        let id = log.installation().to_owned();
+        log.append(&job("a", 1), &[job("a", 1)]).unwrap();
+        drop(log);
+        // A record whose body is not an entry: field 2 of length 2 holding a bad key.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0x12, 0x02, 0xff, 0xff]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (log, jobs) = LogFile::open(&path).unwrap();
+        assert!(!log.intact());
+        assert_eq!(jobs, vec![job("a", 1)]);
+        assert_eq!(log.installation(), id);
+        assert!(path.with_extension("corrupt").exists());
+        // Once tidied, the next process reads it whole.
+        drop(log);
+        let (log, _) = LogFile::open(&path).unwrap();
+        assert!(log.intact());
     }
 }

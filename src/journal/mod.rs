@@ -25,7 +25,7 @@ pub mod proto {
 pub use proto::{InFlightJob, Phase};
 
 /// The format this binary writes.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 /// Where the kernel publishes the id of the current boot.
 pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
@@ -59,6 +59,18 @@ impl Journal {
 
     pub fn jobs(&self) -> &[InFlightJob] {
         &self.jobs
+    }
+
+    /// This installation's id: made when the journal was created, the same for every process
+    /// that opens it (the engine's [`crate::jobs::engine::Input::Journal`]).
+    pub fn installation(&self) -> &str {
+        self.file.installation()
+    }
+
+    /// Whether the journal was read whole (`false`: a corrupt part was set aside at open, so
+    /// entries may be missing).
+    pub fn intact(&self) -> bool {
+        self.file.intact()
     }
 
     /// Records a job about to start (replacing any entry for the same execution).

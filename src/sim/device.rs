@@ -110,7 +110,9 @@ pub struct Device {
 
 impl Device {
     pub fn new(config: EngineConfig, seed: u64, work: WorkModel) -> Self {
-        let engine = Engine::new(config, seed);
+        let mut engine = Engine::new(config, seed);
+        let installation = engine.config().thing_name.clone();
+        let _ = engine.handle(0, journal_input(&installation));
         let subscriptions = engine.subscriptions();
         let wildcard = subscriptions
             .iter()
@@ -244,7 +246,8 @@ impl Device {
         self.restarts += 1;
         self.engine = Engine::new(self.engine.config().clone(), seed);
         let now = self.engine_now(now);
-        let mut actions = Vec::new();
+        let installation = self.engine.config().thing_name.clone();
+        let mut actions = self.engine.handle(now, journal_input(&installation));
         for entry in self.shell_journal.entries().to_vec() {
             let recovery = journal::recover(&entry, BOOT_ID, false);
             actions.extend(self.engine.handle(
@@ -470,5 +473,14 @@ impl Device {
             run: run_id,
             status,
         }
+    }
+}
+
+/// What the shell tells a new engine about its journal: the device's installation id (its
+/// thing name's, the same for every process on it) and a journal read whole.
+fn journal_input(installation: &str) -> Input<'_> {
+    Input::Journal {
+        installation,
+        intact: true,
     }
 }

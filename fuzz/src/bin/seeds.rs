@@ -212,6 +212,7 @@ fn journals() {
             proto::Journal {
                 format: 2,
                 jobs: vec![],
+                ..proto::Journal::default()
             },
         ),
         (
@@ -219,6 +220,7 @@ fn journals() {
             proto::Journal {
                 format: 2,
                 jobs: vec![job("j1", false)],
+                ..proto::Journal::default()
             },
         ),
         (
@@ -226,6 +228,7 @@ fn journals() {
             proto::Journal {
                 format: 2,
                 jobs: vec![job("j1", true), job("j2", false)],
+                ..proto::Journal::default()
             },
         ),
         (
@@ -237,6 +240,7 @@ fn journals() {
                     boot_id: String::new(),
                     ..job("old", false)
                 }],
+                ..proto::Journal::default()
             },
         ),
     ];
@@ -248,6 +252,7 @@ fn journals() {
     let mut log = proto::Journal {
         format: 4,
         jobs: vec![],
+        ..proto::Journal::default()
     }
     .encode_to_vec();
     let removal = proto::InFlightJob {
@@ -261,6 +266,17 @@ fn journals() {
     }
     write("journal", "log.pb", &log);
     write("journal", "cut-off.pb", &log[..log.len() - 7]);
+    // Format 5: the header also holds the installation id.
+    let mut log = proto::Journal {
+        format: 5,
+        installation: "5f0c2a9e13d4b786".into(),
+        ..proto::Journal::default()
+    }
+    .encode_to_vec();
+    for record in [job("j1", false), job("j2", true)] {
+        prost::encoding::message::encode(2, &record, &mut log);
+    }
+    write("journal", "installation.pb", &log);
 }
 
 fn main() {

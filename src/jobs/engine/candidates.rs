@@ -211,60 +211,7 @@ impl Engine {
         match (e.status, ownership) {
             (JobStatus::Queued, Ownership::Ours(document)) => {
                 tracing::info!(job_id = %e.job_id, execution_number = e.execution_number, "starting job");
-                if let Some((_, number)) = self.unconfirmed_starts.remove(&e.job_id) {
-                    if number != e.execution_number {
-                        // That start was for an execution the cloud has ended since (a retry
-                        // or a new member's execution replaces it): its journal entry can go.
-                        out.push(Action::Forget {
-                            job_id: e.job_id.clone(),
-                            execution_number: number,
-                        });
-                    }
-                }
-                let key = (e.job_id.clone(), e.execution_number);
-                // A start of an earlier process may still land: this one carries the same
-                // marker, so the journal's one marker names every start of this execution and
-                // recognises whichever lands, also after further crashes.
-                let mut earlier_marker = None;
-                match self.recovered.remove(&key) {
-                    Some(Recovered::NotStarted { marker }) => {
-                        self.earlier_starts.insert(e.job_id.clone(), marker.clone());
-                        earlier_marker = Some(marker);
-                    }
-                    // The journal says the work ran: a QUEUED status is an old view (e.g. a
-                    // notification kept while offline). The start meets a VersionMismatch, and
-                    // the re-read must still find what the journal says.
-                    Some(ran) => {
-                        self.recovered.insert(key, ran);
-                    }
-                    None => {}
-                }
-                // Usually one job at a time: room for one, not a vector's first four.
-                self.active.reserve_exact(1);
-                self.active.push(Active {
-                    job_id: e.job_id.clone(),
-                    execution_number: e.execution_number,
-                    version: e.version_number,
-                    phase: ActivePhase::Starting,
-                    pending_progress: None,
-                });
-                // Otherwise named after the token the first attempt carries: unique to this
-                // process.
-                let marker = earlier_marker
-                    .unwrap_or_else(|| format!("{}-{}", self.token_prefix, self.next_token + 1));
-                out.push(Action::Record(Record::Starting {
-                    job_id: e.job_id.clone(),
-                    execution_number: e.execution_number,
-                    marker: marker.clone(),
-                }));
-                let request = Request::Start {
-                    job_id: e.job_id,
-                    execution_number: e.execution_number,
-                    version: e.version_number,
-                    document: Box::new(document),
-                    marker,
-                };
-                self.send(now, request, 0, out);
+                self.start_job(now, e, document, out);
                 Considered::Started
             }
             (JobStatus::Queued, Ownership::OursMalformed(reason)) => {
@@ -277,6 +224,101 @@ impl Engine {
             }
             _ => Considered::Skipped,
         }
+    }
+
+    /// Starts execution `e` of ours (QUEUED, or IN_PROGRESS from a start of an earlier process
+    /// that never ran): `{jobId}/update` IN_PROGRESS with the version it was seen at, marked,
+    /// and its record for the journal.
+    pub(super) fn start_job(
+        &mut self,
+        now: Millis,
+        e: JobExecution,
+        document: crate::jobs::document::JobDocument,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some((_, number)) = self.unconfirmed_starts.remove(&e.job_id) {
+            if number != e.execution_number {
+                // That start was for an execution the cloud has ended since (a retry
+                // or a new member's execution replaces it): its journal entry can go.
+                out.push(Action::Forget {
+                    job_id: e.job_id.clone(),
+                    execution_number: number,
+                });
+            }
+        }
+        let key = (e.job_id.clone(), e.execution_number);
+        // A start of an earlier process may still land: this one carries the same
+        // marker, so the journal's one marker names every start of this execution and
+        // recognises whichever lands, also after further crashes.
+        let mut earlier_marker = None;
+        match self.recovered.remove(&key) {
+            Some(Recovered::NotStarted { marker }) => {
+                self.earlier_starts.insert(e.job_id.clone(), marker.clone());
+                earlier_marker = Some(marker);
+            }
+            // The journal says the work ran: a QUEUED status is an old view (e.g. a
+            // notification kept while offline). The start meets a VersionMismatch, and
+            // the re-read must still find what the journal says.
+            Some(ran) => {
+                self.recovered.insert(key, ran);
+            }
+            None => {}
+        }
+        // Usually one job at a time: room for one, not a vector's first four.
+        self.active.reserve_exact(1);
+        self.active.push(Active {
+            job_id: e.job_id.clone(),
+            execution_number: e.execution_number,
+            version: e.version_number,
+            phase: ActivePhase::Starting,
+            pending_progress: None,
+        });
+        let marker = earlier_marker.unwrap_or_else(|| self.new_marker());
+        let record = Record::Starting {
+            job_id: e.job_id.clone(),
+            execution_number: e.execution_number,
+            marker: marker.clone(),
+        };
+        let request = Request::Start {
+            job_id: e.job_id,
+            execution_number: e.execution_number,
+            version: e.version_number,
+            document: Box::new(document),
+            marker,
+        };
+        if self.installation.is_empty() {
+            // Without an installation id only the record tells a later process that the start
+            // was its own: the record first.
+            out.push(Action::Record(record));
+            self.send(now, request, 0, out);
+        } else {
+            // The marker names the installation: the start goes out at once, and the record
+            // is on disk before the job runs (its answer comes in a later batch).
+            self.send(now, request, 0, out);
+            out.push(Action::Record(record));
+        }
+    }
+
+    /// A start marker of this process, named after the token its first attempt carries
+    /// (unique to this process), behind the installation id (`<installation>/<token>`) when
+    /// the journal has one.
+    fn new_marker(&self) -> String {
+        let token = format!("{}-{}", self.token_prefix, self.next_token + 1);
+        if self.installation.is_empty() {
+            token
+        } else {
+            format!("{}/{token}", self.installation)
+        }
+    }
+
+    /// Whether a start marker was set by an earlier process of this installation (not this
+    /// one, whose starts the engine tracks itself).
+    pub(super) fn marked_by_earlier_process(&self, marker: &str) -> bool {
+        !self.installation.is_empty()
+            && marker
+                .strip_prefix(self.installation.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|token| !self.owns_token(Some(token)))
     }
 
     pub(super) fn on_notify_next(&mut self, now: Millis, payload: &[u8], out: &mut Vec<Action>) {

@@ -10,14 +10,19 @@
 //! milliseconds from an arbitrary origin, so tests drive it with virtual time. The engine asks
 //! for a wake-up only while it has a deadline ([`Engine::next_deadline`]); when idle it has none.
 //!
-//! Call order: one [`Input::Recovered`] per journal entry of an earlier run; then the shell
-//! subscribes to [`Engine::subscriptions`] (a pure function of the configuration) and gives
-//! [`Input::Started`]; then messages, job results, progress, connection status, configuration
-//! changes and ticks as they come. The shell carries out the returned actions in order,
-//! subscriptions included ([`Action::Subscribe`], [`Action::Resubscribe`]). The rule is
-//! **journal before run, journal before report**: an [`Action::Record`] comes before the start
-//! request it announces and before the result it holds, and the shell writes it durably before
-//! going on; the shell journals a job's run before its work begins ([`Action::Run`]).
+//! Call order: [`Input::Journal`] (the journal's installation id), one [`Input::Recovered`]
+//! per journal entry of an earlier run; then the shell subscribes to [`Engine::subscriptions`]
+//! (a pure function of the configuration) and gives [`Input::Started`]; then messages, job
+//! results, progress, connection status, configuration changes and ticks as they come. The
+//! shell carries out the returned actions in order, subscriptions included
+//! ([`Action::Subscribe`], [`Action::Resubscribe`]). The rule is **journal before run, journal
+//! before report**: an [`Action::Record`] comes before the run of the start it announces and
+//! before the result it holds, and the shell writes it durably before going on; the shell
+//! journals a job's run before its work begins ([`Action::Run`]). A start request goes out
+//! *before* its record when the journal has an installation id: the start's marker names the
+//! installation, so a later process that finds the start in the cloud without a record knows
+//! that it was its own and that the work never began (the disk's flush then overlaps the
+//! start's round trip instead of delaying it).
 //!
 //! One concept per file: request tracking (tokens, timeouts, retries) in `requests`, query
 //! scheduling (jitter, bursts, safety poll) in `query`, routing of incoming messages in
@@ -154,6 +159,11 @@ pub enum Input<'a> {
     /// The nucleus does not report the core's IoT Core connection (SubscribeToIoTCoreConnectionStatus
     /// refused or ended): whether the core is online is unknown from now on.
     IotConnectionUnknown,
+    /// At start-up, first: the journal's installation id (durable, unique to this
+    /// installation of the handler; empty when there is none, and then every start waits for
+    /// its record) and whether the journal was read whole (`false`: a damaged part was set
+    /// aside, so entries may be missing).
+    Journal { installation: &'a str, intact: bool },
     /// At start-up, before [`Input::Started`]: a job the journal holds from before this
     /// process, and what the journal says about it.
     Recovered {
@@ -166,7 +176,8 @@ pub enum Input<'a> {
 /// What the shell must write to its journal, durably, before carrying out the actions after it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    /// A start request (marked with `marker` in its statusDetails) is about to go out.
+    /// A start request (marked with `marker` in its statusDetails) has just gone out (the
+    /// journal has an installation id) or is about to: recorded before the job runs.
     Starting {
         job_id: String,
         execution_number: i64,
@@ -226,6 +237,11 @@ pub struct Engine {
     rng: fastrand::Rng,
     token_prefix: String,
     next_token: u64,
+    /// The journal's installation id ([`Input::Journal`]; empty: none), the first part of
+    /// every start marker of this handler's processes.
+    installation: String,
+    /// Whether the journal was read whole at start-up.
+    journal_intact: bool,
     /// Requests awaiting a response, by client token, in the order they were sent (the
     /// token's sequence number), so that timeouts fire in a defined order.
     in_flight: InFlightTable,
@@ -286,6 +302,8 @@ impl Engine {
             rng,
             token_prefix,
             next_token: 0,
+            installation: String::new(),
+            journal_intact: true,
             in_flight: InFlightTable::default(),
             retries: Vec::new(),
             query: QueryState::Idle,
@@ -415,6 +433,13 @@ impl Engine {
                 self.connection_reported(now, Connection::Down);
             }
             Input::IotConnectionUnknown => self.connection_reported(now, Connection::Unknown),
+            Input::Journal {
+                installation,
+                intact,
+            } => {
+                self.installation = installation.to_owned();
+                self.journal_intact = intact;
+            }
             Input::Recovered {
                 job_id,
                 execution_number,
@@ -431,3 +456,6 @@ mod tests;
 
 #[cfg(test)]
 mod silence_tests;
+
+#[cfg(test)]
+mod unrecorded_start_tests;

@@ -1,9 +1,11 @@
 //! Recovery: IN_PROGRESS executions of our forms that this process is not running.
 //!
 //! Owns: what the journal of an earlier run says (from [`super::Input::Recovered`]), deciding
-//! whether an IN_PROGRESS job was started by us (the start marker) or by another instance of
-//! the handler, reporting a recovered job honestly, and settling journal entries of jobs the
-//! cloud no longer lists. Must not know: how the journal is stored or how processes are killed
+//! whether an IN_PROGRESS job was started by us (the start marker), by an earlier process of
+//! this installation that ended before the start's record (the marker's installation id: the
+//! work never began, so the job is claimed again), or by another instance of the handler,
+//! reporting a recovered job honestly, and settling journal entries of jobs the cloud no longer
+//! lists. Must not know: how the journal is stored or how processes are killed
 //! (the shell does both).
 
 use super::active::{Active, ActivePhase};
@@ -69,7 +71,8 @@ impl Engine {
 
     /// An IN_PROGRESS job of our forms that is not running in this process. It is ours only
     /// when this handler started it: a start of this process whose answer was lost (the
-    /// cloud shows its marker), or a job the journal of an earlier run holds. Anything else
+    /// cloud shows its marker), a job the journal of an earlier run holds, or a start of an
+    /// earlier process of this installation that the journal never recorded. Anything else
     /// was started by another instance of the handler on this thing and is left to it.
     pub(super) fn in_progress_not_running(
         &mut self,
@@ -121,6 +124,14 @@ impl Engine {
                 Ownership::Foreign => Considered::Skipped,
             };
         }
+        let earlier_start = e
+            .status_details
+            .as_ref()
+            .and_then(|d| d.get(START_MARKER_KEY))
+            .is_some_and(|m| self.marked_by_earlier_process(m));
+        if earlier_start && !self.recovered.contains_key(&key) {
+            return self.unrecorded_start(now, e, ownership, out);
+        }
         match self.recovered.remove(&key) {
             Some(Recovered::Ended(outcome)) => {
                 tracing::warn!(job_id = %e.job_id, status = %outcome.status, "our job from before the restart is IN_PROGRESS; reporting how the journal says it ended");
@@ -141,6 +152,51 @@ impl Engine {
                 }
                 self.foreign.insert(key);
                 Considered::Skipped
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// An IN_PROGRESS execution that an earlier process of this installation started (its
+    /// marker says so) and that the journal holds no record of. Starts go out before their
+    /// record, and a job runs only once its record is on disk: the earlier process ended
+    /// between the two, so the work never began and the job is claimed again, conditionally
+    /// (the version it was seen at; a view from before a later change meets a
+    /// VersionMismatch). A journal with a damaged part may have lost the record of work that
+    /// did run: then the job is reported FAILED, never run twice.
+    fn unrecorded_start(
+        &mut self,
+        now: Millis,
+        e: JobExecution,
+        ownership: Ownership,
+        out: &mut Vec<Action>,
+    ) -> Considered {
+        match ownership {
+            Ownership::Foreign => Considered::Skipped,
+            _ if !self.journal_intact => {
+                tracing::error!(job_id = %e.job_id, "IN_PROGRESS job of an earlier process of this handler, and the journal was damaged: whether its work ran is unknown; reporting it FAILED");
+                self.report_directly(
+                    now,
+                    e,
+                    JobStatus::Failed,
+                    &[(
+                        "reason",
+                        "the handler restarted and its journal was damaged: whether the work ran is unknown",
+                    )],
+                    out,
+                );
+                Considered::Started
+            }
+            Ownership::Ours(document) => {
+                tracing::warn!(job_id = %e.job_id, "IN_PROGRESS job started by an earlier process of this handler that ended before the start's journal record; the work never began: claiming it again");
+                self.start_job(now, e, document, out);
+                Considered::Started
+            }
+            Ownership::OursMalformed(reason) => {
+                tracing::error!(job_id = %e.job_id, %reason, "job document is malformed; rejecting the job");
+                self.report_directly(now, e, JobStatus::Rejected, &[("reason", &reason)], out);
+                Considered::Started
             }
         }
     }
