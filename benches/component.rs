@@ -269,7 +269,7 @@ fn main() {
             notify_us.len()
         ));
         lines.push(format!(
-            "notify-next -> start request (UpdateJobExecution IN_PROGRESS, after the journal's start entry is on disk): median {:.0} us, p90 {:.0} us",
+            "notify-next -> start request (UpdateJobExecution IN_PROGRESS): median {:.0} us, p90 {:.0} us",
             percentile(&start_us, 0.5),
             percentile(&start_us, 0.9)
         ));

@@ -95,39 +95,31 @@ pub fn read(bytes: &[u8]) -> Read {
                     break;
                 }
             },
-            (3, WireType::LengthDelimited) => {
+            (2 | 3, WireType::LengthDelimited) => {
                 let Ok(len) = decode_varint(&mut cursor) else {
                     out.unreadable = Some(!cut_off_varint(after_key, 10));
                     break;
                 };
                 let Some(bytes) = usize::try_from(len).ok().and_then(|n| cursor.get(..n)) else {
+                    // It runs past the end: the last write was cut off.
                     out.unreadable = Some(false);
                     break;
                 };
-                let Ok(id) = std::str::from_utf8(bytes) else {
-                    out.unreadable = Some(true);
-                    break;
-                };
-                // Protobuf keeps the last value of a string field.
-                out.installation = id.to_owned();
                 cursor = &cursor[bytes.len()..];
-            }
-            (2, WireType::LengthDelimited) => {
-                let Ok(len) = decode_varint(&mut cursor) else {
-                    out.unreadable = Some(!cut_off_varint(after_key, 10));
-                    break;
-                };
-                let Some(record) = usize::try_from(len).ok().and_then(|n| cursor.get(..n)) else {
-                    // The record runs past the end: the last write was cut off.
-                    out.unreadable = Some(false);
-                    break;
-                };
-                let Ok(job) = InFlightJob::decode(record) else {
-                    out.unreadable = Some(true);
-                    break;
-                };
-                out.records.push(job);
-                cursor = &cursor[record.len()..];
+                if tag == 2 {
+                    let Ok(job) = InFlightJob::decode(bytes) else {
+                        out.unreadable = Some(true);
+                        break;
+                    };
+                    out.records.push(job);
+                } else {
+                    let Ok(id) = std::str::from_utf8(bytes) else {
+                        out.unreadable = Some(true);
+                        break;
+                    };
+                    // Protobuf keeps the last value of a string field.
+                    out.installation = id.to_owned();
+                }
             }
             // The journal's own fields with another wire type: protobuf refuses them too.
             (1..=3, _) => {
@@ -205,7 +197,7 @@ impl LogFile {
             Err(e) => return Err(e),
         };
         let installation = if installation.is_empty() {
-            new_installation_id()?
+            new_installation_id()
         } else {
             installation
         };
@@ -266,12 +258,14 @@ impl LogFile {
     }
 }
 
-/// A new installation id: 16 hex digits from the kernel's randomness (`/dev/urandom`).
-fn new_installation_id() -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut bytes = [0u8; 8];
-    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(format!("{:016x}", u64::from_le_bytes(bytes)))
+/// A new installation id: 16 hex digits from a hasher the standard library keys with the
+/// operating system's randomness.
+fn new_installation_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{random:016x}")
 }
 
 /// Writes `jobs` as the whole log under a header with `installation`, atomically and durably,

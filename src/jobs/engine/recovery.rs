@@ -172,33 +172,23 @@ impl Engine {
         ownership: Ownership,
         out: &mut Vec<Action>,
     ) -> Considered {
-        match ownership {
-            Ownership::Foreign => Considered::Skipped,
-            _ if !self.journal_intact => {
-                tracing::error!(job_id = %e.job_id, "IN_PROGRESS job of an earlier process of this handler, and the journal was damaged: whether its work ran is unknown; reporting it FAILED");
-                self.report_directly(
-                    now,
-                    e,
-                    JobStatus::Failed,
-                    &[(
-                        "reason",
-                        "the handler restarted and its journal was damaged: whether the work ran is unknown",
-                    )],
-                    out,
-                );
-                Considered::Started
-            }
-            Ownership::Ours(document) => {
-                tracing::warn!(job_id = %e.job_id, "IN_PROGRESS job started by an earlier process of this handler that ended before the start's journal record; the work never began: claiming it again");
+        let (status, reason) = match ownership {
+            Ownership::Foreign => return Considered::Skipped,
+            Ownership::Ours(document) if self.journal_intact => {
+                tracing::warn!(job_id = %e.job_id, "IN_PROGRESS job of an earlier process that ended before the start's journal record: the work never began; claiming it again");
                 self.start_job(now, e, document, out);
-                Considered::Started
+                return Considered::Started;
             }
-            Ownership::OursMalformed(reason) => {
-                tracing::error!(job_id = %e.job_id, %reason, "job document is malformed; rejecting the job");
-                self.report_directly(now, e, JobStatus::Rejected, &[("reason", &reason)], out);
-                Considered::Started
-            }
-        }
+            Ownership::Ours(_) => (
+                JobStatus::Failed,
+                "the handler restarted and its journal was damaged: whether the work ran is unknown"
+                    .to_owned(),
+            ),
+            Ownership::OursMalformed(reason) => (JobStatus::Rejected, reason),
+        };
+        tracing::error!(job_id = %e.job_id, %status, %reason, "IN_PROGRESS job of an earlier process; reporting it");
+        self.report_directly(now, e, status, &[("reason", &reason)], out);
+        Considered::Started
     }
 }
 
