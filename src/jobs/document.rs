@@ -270,9 +270,15 @@ fn step(value: &Value) -> Result<Step, String> {
     {
         None | Some(Value::Null) => None,
         Some(v) => {
+            // A string holds a JSON number ("30", "1.5"), read by the JSON parser the
+            // document came through (the standard library's own float parser would add its
+            // tables, about 15 KB, to the component for this one field).
             let secs = v
                 .as_f64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .or_else(|| {
+                    v.as_str()
+                        .and_then(|s| serde_json::from_str::<f64>(s.trim()).ok())
+                })
                 .filter(|s| *s > 0.0 && *s <= 7.0 * 86_400.0)
                 .ok_or("\"timeoutSeconds\" must be a positive number of seconds up to 7 days")?;
             Some(Duration::from_secs_f64(secs))
@@ -506,6 +512,39 @@ mod tests {
             }
         );
         assert_eq!(s.steps[0].run_as_user, None);
+    }
+
+    #[test]
+    fn a_step_timeout_is_a_number_or_a_string_holding_one() {
+        let timeout = |t: Value| {
+            let doc = json!({"version": "1.0", "steps": [{"action": {"type": "runHandler",
+                "input": {"handler": "x"}, "timeoutSeconds": t}}]});
+            match classify(Some(&doc)) {
+                Ownership::Ours(JobDocument::Steps(s)) => Ok(s.steps[0].timeout),
+                Ownership::OursMalformed(reason) => Err(reason),
+                other => panic!("{doc} judged {other:?}"),
+            }
+        };
+        assert_eq!(timeout(json!(30)), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(
+            timeout(json!(" 1.5 ")),
+            Ok(Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(timeout(json!("2e1")), Ok(Some(Duration::from_secs(20))));
+        assert_eq!(timeout(json!(null)), Ok(None));
+        for bad in [
+            json!("0"),
+            json!("-5"),
+            json!("NaN"),
+            json!("inf"),
+            json!("1e9"),
+            json!("ten"),
+            json!(""),
+            json!(true),
+        ] {
+            let reason = timeout(bad.clone()).expect_err("refused");
+            assert!(reason.contains("timeoutSeconds"), "{bad}: {reason}");
+        }
     }
 
     #[test]
