@@ -134,6 +134,8 @@ fn rollouts_finish_everywhere_and_not_before_their_rate_allows() {
     assert!(text.contains("![rollout-succeeded.svg](rollout-succeeded.svg)"));
     // Runs made by different commands are told apart, each with the loads around it.
     assert!(text.contains("### Source 1") && text.contains("### Source 2"));
+    // One machine: described once.
+    assert_eq!(text.matches("```text\nnproc: 1\n```").count(), 1, "{text}");
     assert!(text.contains("\n```sh\nGGJH_REPORT_SCENARIOS=exponential cargo bench"));
     assert!(text.contains("- exponential / notify-next only: 0.10 0.20 0.30 → 0.90 0.40 0.35"));
     let rows: Vec<&str> = text

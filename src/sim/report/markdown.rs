@@ -75,9 +75,15 @@ pub fn render(config: &ReportConfig, sections: &[ScenarioSection]) -> String {
     let p_sources = sources(sections);
     let _ = writeln!(out, "## Machine and command\n");
     let _ = writeln!(out, "Each run's record (settings, provenance, metrics, the plotted series) is kept in `runs/` beside this report; the report is redrawn from every record made under its settings, so a strategy or scenario can be re-run alone. The tables' **source** column names where a run was made.\n");
+    let mut shown_machine = None;
     for (i, (machine, command)) in p_sources.iter().enumerate() {
+        // Sources of one machine share its description.
+        if shown_machine != Some(*machine) {
+            let _ = writeln!(out, "### Machine of source {} on\n", i + 1);
+            let _ = writeln!(out, "```text\n{}\n```\n", machine.trim_end());
+            shown_machine = Some(*machine);
+        }
         let _ = writeln!(out, "### Source {}\n", i + 1);
-        let _ = writeln!(out, "```text\n{}\n```\n", machine.trim_end());
         let _ = writeln!(out, "```sh\n{command}\n```\n");
         let _ = writeln!(
             out,
