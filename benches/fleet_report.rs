@@ -3,13 +3,18 @@
 //!
 //! Run: `cargo bench --bench fleet_report`. `GGJH_REPORT_DEVICES` sets the fleet (default
 //! 100,000), `GGJH_REPORT_SCENARIOS` a comma-separated subset of `rollout`, `exponential`,
-//! `clean-reconnect`, `offline-hour`, `GGJH_REPORT_STRATEGIES` a subset of `notify-next`, `poll-5`,
-//! `poll-15`, `poll-60`, `rule`, `rule-status`, `GGJH_REPORT_QUOTA` the account's Jobs requests a
-//! second (default 200), `GGJH_REPORT_OUT` the folder (default `bench/` of the
-//! crate). This file is the shell: it measures each run's wall time and peak RSS (the
-//! process's high-water mark, reset before each run through `/proc/self/clear_refs`),
-//! describes the machine, draws the plots with `plotters` and writes the files; the runs
-//! themselves are deterministic (fixed seed, virtual time).
+//! `clean-reconnect`, `offline-hour`, `GGJH_REPORT_STRATEGIES` a subset of `notify-next`,
+//! `poll-5`, `poll-15`, `poll-60`, `rule`, `rule-status`, `GGJH_REPORT_QUOTA` the account's Jobs
+//! requests a second (default 200), `GGJH_REPORT_OUT` the folder (default `bench/` of the
+//! crate). Each run is kept as a record in `runs/` of that folder, and the report is drawn from
+//! every record there made under the same settings, so a subset can be re-run alone and
+//! scenarios can run in separate processes side by side; with no strategy (or no scenario)
+//! selected, the report is only redrawn.
+//!
+//! This file is the shell: it measures each run's wall time and peak RSS (the process's
+//! high-water mark, reset before each run through `/proc/self/clear_refs`), describes the
+//! machine, reads and writes the records, draws the plots with `plotters` and writes the
+//! files; the runs themselves are deterministic (fixed seed, virtual time).
 
 /// A fleet allocates and frees millions of small messages; mimalloc does that faster than
 /// the system allocator.
@@ -86,7 +91,9 @@ fn main() {
             }
         }
         // Written after every scenario, so a long run leaves what it finished.
-        write_report(&out_dir, &config);
+        if !strategies.is_empty() {
+            write_report(&out_dir, &config);
+        }
     }
     if scenarios.is_empty() || strategies.is_empty() {
         // Nothing to run: redraw the report from the records alone.
