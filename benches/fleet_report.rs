@@ -85,7 +85,10 @@ fn main() {
             };
             let record = RunRecord::new(&config, scenario, strategy, provenance, m);
             let path = runs_dir.join(RunRecord::file_name(scenario, strategy));
-            if let Err(e) = write_atomically(&path, record.to_json().as_bytes()) {
+            let written = record.to_json().and_then(|json| {
+                write_atomically(&path, json.as_bytes()).map_err(|e| e.to_string())
+            });
+            if let Err(e) = written {
                 eprintln!("cannot write {}: {e}", path.display());
                 std::process::exit(2);
             }

@@ -27,6 +27,19 @@ pub(super) struct Active {
     pub(super) pending_progress: Option<StatusDetails>,
 }
 
+impl Active {
+    /// Execution `e`, at the version it was seen at, entering `phase`.
+    pub(super) fn of(e: &JobExecution, phase: ActivePhase) -> Self {
+        Self {
+            job_id: e.job_id.clone(),
+            execution_number: e.execution_number,
+            version: e.version_number,
+            phase,
+            pending_progress: None,
+        }
+    }
+}
+
 impl Engine {
     pub(super) fn at_capacity(&self) -> bool {
         self.active.len() >= self.config.max_concurrent_jobs.max(1)
@@ -206,13 +219,7 @@ impl Engine {
         outcome: JobOutcome,
         out: &mut Vec<Action>,
     ) {
-        self.active.push(Active {
-            job_id: e.job_id.clone(),
-            execution_number: e.execution_number,
-            version: e.version_number,
-            phase: ActivePhase::Finishing,
-            pending_progress: None,
-        });
+        self.active.push(Active::of(&e, ActivePhase::Finishing));
         let request = Request::Finish {
             job_id: e.job_id,
             execution_number: e.execution_number,

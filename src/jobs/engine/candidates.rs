@@ -266,13 +266,7 @@ impl Engine {
         }
         // Usually one job at a time: room for one, not a vector's first four.
         self.active.reserve_exact(1);
-        self.active.push(Active {
-            job_id: e.job_id.clone(),
-            execution_number: e.execution_number,
-            version: e.version_number,
-            phase: ActivePhase::Starting,
-            pending_progress: None,
-        });
+        self.active.push(Active::of(&e, ActivePhase::Starting));
         let marker = earlier_marker.unwrap_or_else(|| self.new_marker());
         let record = Record::Starting {
             job_id: e.job_id.clone(),
@@ -309,16 +303,6 @@ impl Engine {
         } else {
             format!("{}/{token}", self.installation)
         }
-    }
-
-    /// Whether a start marker was set by an earlier process of this installation (not this
-    /// one, whose starts the engine tracks itself).
-    pub(super) fn marked_by_earlier_process(&self, marker: &str) -> bool {
-        !self.installation.is_empty()
-            && marker
-                .strip_prefix(self.installation.as_str())
-                .and_then(|rest| rest.strip_prefix('/'))
-                .is_some_and(|token| !self.owns_token(Some(token)))
     }
 
     pub(super) fn on_notify_next(&mut self, now: Millis, payload: &[u8], out: &mut Vec<Action>) {

@@ -101,13 +101,7 @@ impl Engine {
             return match ownership {
                 Ownership::Ours(document) => {
                     tracing::info!(job_id = %e.job_id, "the cloud holds our start; running the job");
-                    self.active.push(Active {
-                        job_id: e.job_id.clone(),
-                        execution_number: e.execution_number,
-                        version: e.version_number,
-                        phase: ActivePhase::Starting,
-                        pending_progress: None,
-                    });
+                    self.active.push(Active::of(&e, ActivePhase::Starting));
                     self.started(
                         &e.job_id,
                         e.execution_number,
@@ -155,9 +149,7 @@ impl Engine {
             }
         }
     }
-}
 
-impl Engine {
     /// An IN_PROGRESS execution that an earlier process of this installation started (its
     /// marker says so) and that the journal holds no record of. Starts go out before their
     /// record, and a job runs only once its record is on disk: the earlier process ended
@@ -189,6 +181,16 @@ impl Engine {
         tracing::error!(job_id = %e.job_id, %status, %reason, "IN_PROGRESS job of an earlier process; reporting it");
         self.report_directly(now, e, status, &[("reason", &reason)], out);
         Considered::Started
+    }
+
+    /// Whether a start marker was set by an earlier process of this installation (not this
+    /// one, whose starts the engine tracks itself).
+    fn marked_by_earlier_process(&self, marker: &str) -> bool {
+        !self.installation.is_empty()
+            && marker
+                .strip_prefix(self.installation.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|token| !self.owns_token(Some(token)))
     }
 }
 

@@ -93,6 +93,33 @@ fn describe_answered(
     )
 }
 
+/// The marker of a start that a process of `installation` sent for a QUEUED `j1` before it
+/// ended (its record never written).
+fn marker_of_an_ended_process(installation: &str) -> String {
+    let mut earlier = engine(11, installation, true);
+    starting_marker(&describe_answered(
+        &mut earlier,
+        "j1",
+        "QUEUED",
+        1,
+        json!({}),
+    ))
+    .expect("the start is recorded")
+}
+
+/// What a new process of [`INSTALLATION`] does when `j1` is IN_PROGRESS with `marker`.
+fn in_progress_with(marker: &str, intact: bool) -> (Engine, Vec<Action>) {
+    let mut e = engine(12, INSTALLATION, intact);
+    let acts = describe_answered(
+        &mut e,
+        "j1",
+        "IN_PROGRESS",
+        2,
+        json!({START_MARKER_KEY: marker}),
+    );
+    (e, acts)
+}
+
 fn starting_marker(actions: &[Action]) -> Option<String> {
     actions.iter().find_map(|a| match a {
         Action::Record(Record::Starting { marker, .. }) => Some(marker.clone()),
@@ -206,18 +233,9 @@ fn after_a_damaged_journal_such_a_start_is_reported_failed_never_run_twice() {
 
 #[test]
 fn a_start_of_another_installation_is_left_to_its_owner() {
-    let mut other = engine(11, "0123456789abcdef", true);
-    let other_marker =
-        starting_marker(&describe_answered(&mut other, "j1", "QUEUED", 1, json!({}))).unwrap();
+    let other_marker = marker_of_an_ended_process("0123456789abcdef");
     for intact in [true, false] {
-        let mut e = engine(12, INSTALLATION, intact);
-        let acts = describe_answered(
-            &mut e,
-            "j1",
-            "IN_PROGRESS",
-            2,
-            json!({START_MARKER_KEY: other_marker}),
-        );
+        let (_, acts) = in_progress_with(&other_marker, intact);
         assert!(publishes(&acts).is_empty(), "{acts:?}");
         assert!(!acts.iter().any(|a| matches!(a, Action::Run(_))));
     }
